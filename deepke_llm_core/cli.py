@@ -1,0 +1,122 @@
+"""``deepke-llm <stage>``: a thin entry point over the library.
+
+Each stage parses the flags of the draft README's scripts (so ``--src_path``, ``--path1`` and friends keep
+working) and calls one library function. Heavy libraries are imported inside the stage that needs them, so
+``deepke-llm convert`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .io import DataError
+
+__all__ = ["main", "build_parser"]
+
+STAGES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def stage(name: str, help_text: str):
+    """Register ``add_arguments`` + ``run`` for one sub-command."""
+
+    def wrap(add_arguments):
+        def register(run):
+            STAGES[name] = (help_text, add_arguments, run)
+            return run
+
+        return register
+
+    return wrap
+
+
+def _add_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--src_path", required=True, help="raw IE records, JSON Lines")
+    p.add_argument("--tgt_path", required=True, help="instruction records to write, JSON Lines")
+    p.add_argument("--schema_path", default=None, help="three-line schema file; omitted: collected from the data")
+    p.add_argument("--language", default="zh", choices=["zh", "en"])
+    p.add_argument("--task", default="NER", type=str.upper, choices=["NER", "RE", "SPO", "EE", "EET", "EEA", "KG"])
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--split_num", type=int, default=4, help="max schema items per instruction; -1: no split")
+    p.add_argument("--neg_schema", type=float, default=1.0, help="negative schema sampling rate (1: keep all)")
+    p.add_argument("--random_sort", action="store_true", help="shuffle the schema order (seeded)")
+    p.add_argument("--cluster_mode", action="store_true", help="hard-negative sampling (train; NER/RE/SPO/EET)")
+    p.add_argument("--hard_negative_path", default=None, help="JSON object: label -> confusable labels")
+    p.add_argument("--source", default=None, help="the records' source; default: the input's parent folder name")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--relation_keys", default="subject_object", choices=["subject_object", "head_tail"],
+                   help="RE output keys: IEPile/OneKE subject/object (default) or DeepKE's head/tail")
+    p.add_argument("--legacy_spo_instruction", action="store_true", help="the older zh SPO sentence of IEPile's data")
+    p.add_argument("--skip_invalid", action="store_true", help="skip bad records and report them instead of stopping")
+    p.add_argument("--workers", type=int, default=1, help="worker processes; output order is kept")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr")
+
+
+@stage("convert", "IE records -> IEPile/InstructIE instruction records")(_add_convert)
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import ConvertConfig, convert_file
+
+    report = convert_file(ConvertConfig(**vars(args)))
+    print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path1", required=True, help="prediction records: converted test records plus `output`")
+    p.add_argument("--task", default=None, type=str.upper, help="NER, RE, SPO, EE, EET, EEA or KG; default: the records' task field")
+    p.add_argument("--sort_by", default="", help="also score per value of this field, e.g. source")
+    p.add_argument("--match_mode", default="normal", choices=["normal", "set"])
+    p.add_argument("--out_path", default=None, help="metrics JSON; default: <dir of path1>/output_msg/<name of path1>")
+    p.add_argument("--lenient", action="store_true", help="recover JSON wrapped in code fences or prose (off: comparable numbers)")
+    p.add_argument("--rel_keys", default="any", choices=["any", "subject_object", "head_tail"],
+                   help="relation object keys to read; head_tail reproduces upstream DeepKE's scorer")
+    p.add_argument("--language", default=None, help=argparse.SUPPRESS)  # accepted for upstream scripts; unused there too
+
+
+@stage("evaluate", "score prediction records: P/R/F1 per task, per source and per type")(_add_evaluate)
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvalConfig, evaluate_file
+
+    options = {k: v for k, v in vars(args).items() if k != "language"}
+    result, out_path = evaluate_file(EvalConfig(**options))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    print(f"metrics written to {out_path}", file=sys.stderr)
+    return 0
+
+
+def _add_quickstart(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", default=None, help="where outputs go; default: a fresh temporary folder")
+    p.add_argument("--model", default=None, help="hf id or path of a real model (used once fine-tuning is available)")
+
+
+@stage("quickstart", "the end-to-end walk-through on the bundled sample data")(_add_quickstart)
+def _run_quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    return run_quickstart(workdir=args.workdir, model=args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepke-llm", description="Knowledge extraction with LLMs: convert, evaluate, ...")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, (help_text, add_arguments, _) in STAGES.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one stage; bad input exits with status 2 and a one-line, located message (no traceback)."""
+    args = build_parser().parse_args(argv)
+    run = STAGES[args.stage][2]
+    options = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "stage"})
+    try:
+        return run(options)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"deepke-llm {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""JSON and JSON Lines input/output shared by every stage.
+
+Why one module: every file this project reads or writes is UTF-8 JSON Lines written with
+``json.dumps(obj, ensure_ascii=False)`` (the byte format IEPile/InstructIE use, SPEC.md §0), and every error
+about bad input must name the file, the line and the field. Keeping the reader, the error type and the
+resumable writer here means no stage formats those differently.
+
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "x.json")
+>>> with open(path, "w", encoding="utf-8") as f:
+...     _ = f.write('{"text": "a"}\\n\\n{"text": "b"}\\n')
+>>> [(n, r["text"]) for n, r in iter_jsonl(path)]
+[(1, 'a'), (3, 'b')]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DataError",
+    "dumps",
+    "iter_jsonl",
+    "read_json",
+    "write_jsonl",
+    "count_complete_lines",
+    "open_for_resume",
+]
+
+PathLike = str | os.PathLike
+
+
+class DataError(ValueError):
+    """Bad input, located: ``file:line: field: what was wrong``.
+
+    Attributes are kept separately so callers (``--skip_invalid``) can count skips by reason.
+    """
+
+    def __init__(self, path: PathLike | None, line: int | None, field: str | None, message: str):
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = self.path or "<input>"
+        if line is not None:
+            where += f":{line}"
+        super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
+
+
+def dumps(obj: Any) -> str:
+    """Serialize exactly as upstream does: raw non-ASCII, default separators, insertion order."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for each non-blank line of a JSON Lines file, streaming.
+
+    A line that is not JSON raises :class:`DataError` naming the file and line. A file that is a single
+    pretty-printed JSON array (a common mix-up, USER_REPORTS.md) is reported as such instead of failing on
+    its first line with a confusing message.
+    """
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number < start_line or not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                hint = ""
+                if number == 1 and line.strip() in ("[", "{"):
+                    hint = " (this looks like a pretty-printed JSON document; JSON Lines wants one record per line)"
+                raise DataError(path, number, None, f"not valid JSON: {exc.msg} at column {exc.colno}{hint}") from None
+            yield number, value
+
+
+def read_json(path: PathLike) -> Any:
+    """Read a whole JSON document, with the file named in the error."""
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, exc.lineno, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+def write_jsonl(path: PathLike, records: Any) -> int:
+    """Write records as JSON Lines (overwriting); return how many were written."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for record in records:
+            handle.write(dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def count_complete_lines(path: PathLike) -> int:
+    """Number of complete (newline-terminated, parseable) records at the start of ``path``.
+
+    A job killed mid-write leaves at most one partial last line; resuming keeps everything before it.
+    """
+    if not os.path.exists(path):
+        return 0
+    count = 0
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                break
+            count += 1
+    return count
+
+
+def open_for_resume(path: PathLike) -> tuple[Any, int]:
+    """Open ``path`` for appending after its last complete record; return ``(handle, records_kept)``.
+
+    Any partial trailing line is cut off first, so a rerun after a kill continues cleanly.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kept = count_complete_lines(path)
+    if os.path.exists(path):
+        with open(path, "r+b") as raw:
+            offset = 0
+            for _ in range(kept):
+                offset += len(raw.readline())
+            raw.truncate(offset)
+    return open(path, "a", encoding="utf-8", newline="\n"), kept

@@ -1,0 +1,79 @@
+"""Relation extraction: ``{"relation": [{"subject": h, "object": t}, ...]}`` per schema relation.
+
+Upstream DeepKE writes ``head``/``tail``; IEPile data and OneKE use ``subject``/``object``. We write
+``subject``/``object`` by default (``ConvertOptions.relation_keys``) and read both when scoring.
+"""
+
+from __future__ import annotations
+
+from .base import LabelListTask
+
+__all__ = ["TASK", "RETask", "pair_from"]
+
+
+def pair_from(element: dict, rel_keys: str) -> tuple[object, object]:
+    """Head and tail of a predicted relation object under the chosen key convention.
+
+    ``head_tail`` reproduces upstream DeepKE's scorer (which only knew ``head``/``tail``); ``any`` reads
+    ``subject``/``object`` and falls back to ``head``/``tail``.
+    """
+    if rel_keys == "head_tail":
+        return element.get("head", ""), element.get("tail", "")
+    if rel_keys == "subject_object":
+        return element.get("subject", ""), element.get("object", "")
+    head = element["subject"] if "subject" in element else element.get("head", "")
+    tail = element["object"] if "object" in element else element.get("tail", "")
+    return head, tail
+
+
+def relation_tuples(obj: dict, rel_keys: str) -> list[tuple[str, str, str]]:
+    """``(head, relation, tail)`` for every well-formed element of ``{relation: [objects]}``."""
+    found = []
+    for relation, values in obj.items():
+        if not isinstance(values, list):
+            continue
+        for element in values:
+            if not isinstance(element, dict):
+                continue
+            head, tail = pair_from(element, rel_keys)
+            if isinstance(head, str) and isinstance(tail, str):
+                found.append((head, relation, tail))
+    return found
+
+
+class RETask(LabelListTask):
+    name = "RE"
+    annotation_field = "relation"
+    fields = ("head", "relation", "tail")
+    label_key = "relation"
+    dedupe_on = ("head", "relation", "tail")
+    sentences = {
+        "zh": "你是专门进行关系抽取的专家。请从input中抽取出符合schema定义的关系三元组，不存在的关系返回空列表。请按照JSON字符串的格式回答。",
+        "en": "You are an expert in relationship extraction. Please extract relationship triples that match the schema definition from the input. Return an empty list for relationships that do not exist. Please respond in the format of a JSON string.",
+    }
+
+    def universe(self, schema):
+        return schema.roles
+
+    def label_dict(self, annotation, text, opts):
+        head_key, tail_key = opts.relation_keys
+        labels: dict[str, list[dict]] = {}
+        for e in annotation:
+            labels.setdefault(e["relation"], []).append({head_key: e["head"], tail_key: e["tail"]})
+        return labels
+
+    def render_output(self, chunk, labels, text):
+        return {r: labels.get(r, []) for r in chunk}
+
+    def collect_schema(self, annotations):
+        schema = super().collect_schema(annotations)
+        return type(schema)(roles=schema.types)
+
+    def parse_output(self, obj, rel_keys="any"):
+        return relation_tuples(obj, rel_keys)
+
+    def gold_tuples(self, label):
+        return [(e.get("head", ""), e.get("relation", ""), e.get("tail", "")) for e in label if isinstance(e, dict)]
+
+
+TASK = RETask()
