@@ -236,7 +236,7 @@ def _convert_batch(batch: list[tuple[int, int, str]], converter: RecordConverter
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise DataError(None, None, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+                raise DataError(None, None, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}") from None
             lines = converter.convert(index, record)
         except DataError as exc:
             located = DataError(converter.config.src_path, number, exc.field, exc.reason)
