@@ -84,6 +84,10 @@ def render_events(event_type: str, roles, with_trigger: bool, labels: dict, text
     return [obj for _, obj in found]
 
 
+def _pair_key(pair: tuple) -> tuple[str, str]:
+    return str(pair[0]), str(pair[1])
+
+
 def event_tuples(obj: dict, flat_ok: bool = False) -> list[tuple]:
     """``(type, trigger, ((argument, role), ...))`` from model output; bad elements are skipped.
 
@@ -109,7 +113,7 @@ def event_tuples(obj: dict, flat_ok: bool = False) -> list[tuple]:
                 for v in value if isinstance(value, list) else [value]:
                     if isinstance(v, str) and v != "NAN":
                         pairs.append((v, role))
-            found.append((event_type, trigger, tuple(pairs)))
+            found.append((event_type, trigger, tuple(sorted(pairs, key=_pair_key))))  # argument order carries no meaning
     return found
 
 
@@ -200,7 +204,7 @@ class EETask(Task):
         gold = []
         for e in label:
             if isinstance(e, dict):
-                pairs = tuple((a.get("argument", ""), a.get("role", "")) for a in e.get("arguments", []) if isinstance(a, dict))
+                pairs = tuple(sorted((a.get("argument", ""), a.get("role", "")) for a in e.get("arguments", []) if isinstance(a, dict)), key=_pair_key))
                 gold.append((e.get("event_type", ""), e.get("event_trigger", ""), pairs))
         return gold
 
