@@ -204,7 +204,7 @@ class EETask(Task):
         gold = []
         for e in label:
             if isinstance(e, dict):
-                pairs = tuple(sorted((a.get("argument", ""), a.get("role", "")) for a in e.get("arguments", []) if isinstance(a, dict)), key=_pair_key))
+                pairs = tuple(sorted(((a.get("argument", ""), a.get("role", "")) for a in e.get("arguments", []) if isinstance(a, dict)), key=_pair_key))
                 gold.append((e.get("event_type", ""), e.get("event_trigger", ""), pairs))
         return gold
 
