@@ -261,20 +261,22 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
                          f"exclude={sorted(exclude)} require={sorted(require)}")
     records: list[dict] = []
     texts: set[str] = set()
-    attempts = 0
+    misses = 0  # consecutive draws that repeated a text: many in a row means the combinations are exhausted
     while len(records) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise ValueError(f"only {len(records)} distinct texts possible for these filters; asked for {n}")
+        if misses > 5000:
+            raise ValueError(f"only about {len(records)} distinct texts possible for these filters; asked for {n}")
         scene = rng.choice(scenes)
         fill: dict[str, str] = {}
         for slot in _slots(scene):
             pool = [v for v in _VOCAB[language][_SLOT_TYPES[slot[0]]] if v not in fill.values()]
             fill[slot] = rng.choice(pool)
         record = _render(scene, task, language, fill)
-        if record["text"] not in texts:
-            texts.add(record["text"])
-            records.append(record)
+        if record["text"] in texts:
+            misses += 1
+            continue
+        misses = 0
+        texts.add(record["text"])
+        records.append(record)
     return records
 
 

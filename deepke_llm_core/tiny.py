@@ -9,6 +9,12 @@ input sentence and inside the JSON answer (a leading space or quote merges into 
 copy spans (``shared/TINY_MODELS.md``). Here every ASCII word, and every other single character (CJK character,
 digit, space, punctuation), is its own piece *before* byte-level BPE, so a span has the same tokens everywhere.
 
+A transformers 5 surprise: for ``model_type == "qwen2"``, ``AutoTokenizer`` ignores ``tokenizer_class`` and always
+builds a ``Qwen2Tokenizer``, which re-creates the pre-tokenizer with Qwen's GPT-style regex (plus NFC) from our vocab
+and merges. Because every merge was learned inside one of our pieces, no merge can cross a piece boundary, so the
+ids are the same; we add NFC ourselves, and ``build_tiny_model`` reloads the saved folder and checks that the
+reloaded tokenizer gives the same ids on the whole corpus before it returns.
+
 >>> tok = train_tiny_tokenizer(["Alice Smith 在北京。"])
 >>> tok.decode(tok.encode("Alice Smith 在北京。", add_special_tokens=False))
 'Alice Smith 在北京。'
@@ -56,8 +62,6 @@ CHATML_TEMPLATE = (
 # An ASCII word stays whole; anything else (CJK, digit, space, punctuation, newline) is one piece per character.
 PRETOKENIZE_PATTERN = r"[A-Za-z]+|[\s\S]"
 ARCHITECTURES = ("qwen2", "llama")
-# Bump when the recipe changes, so cached models built by an older recipe are not reused.
-_RECIPE_VERSION = 1
 _JSON_PUNCTUATION = '{}[]:,"\\ \n'
 # The NER/RE/EE instruction sentences of SPEC.md §1.4 and the IEPile instruction frame. They are here only so that
 # prompts tokenize into few pieces (short sequences train faster); the formats themselves live in ``tasks/``.
@@ -99,13 +103,15 @@ def train_tiny_tokenizer(texts: Iterable[str] = (), vocab_size: int = 2048, *,
 
     Returns:
         A ``PreTrainedTokenizerFast`` with ``eos_token=<|im_end|>``, ``pad_token=<|endoftext|>``, no BOS, and a
-        ``chat_template`` so ``apply_chat_template`` works. Training is deterministic for a given corpus.
+        ``chat_template`` so ``apply_chat_template`` works. Text is NFC-normalised, so decoding returns the NFC form.
+        Training is deterministic for a given corpus.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     corpus = [*(default_corpus() if include_default_corpus else []), *texts]
     backend = Tokenizer(models.BPE())
+    backend.normalizer = normalizers.NFC()  # what Qwen2Tokenizer applies on reload; keeps both identical
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
@@ -198,7 +204,26 @@ def build_tiny_model(output_dir: str | os.PathLike, arch: str = "qwen2", hidden_
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    _check_reloaded_tokenizer(out, tokenizer)
     return out
+
+
+def _check_reloaded_tokenizer(path: Path, tokenizer: Any) -> None:
+    """Fail loudly if ``AutoTokenizer`` would tokenize the saved model's text differently from ``tokenizer``."""
+    from transformers import AutoTokenizer
+
+    from deepke_llm_core.synthetic import make_records
+
+    reloaded = AutoTokenizer.from_pretrained(path)
+    texts = [*default_corpus(), *(r["text"] for lang in ("zh", "en")
+                                  for r in make_records("NER", lang, 100, seed=0, split="test"))]
+    for text in texts:
+        want = tokenizer.encode(text, add_special_tokens=False)
+        if reloaded.encode(text, add_special_tokens=False) != want:
+            raise RuntimeError(f"{type(reloaded).__name__} loaded from {path} tokenizes {text[:60]!r} differently "
+                               "from the trained tokenizer; the tiny recipe needs updating for this transformers")
+    if (reloaded.eos_token, reloaded.pad_token) != (tokenizer.eos_token, tokenizer.pad_token):
+        raise RuntimeError(f"reloaded special tokens differ: eos/pad {reloaded.eos_token}/{reloaded.pad_token}")
 
 
 def cache_root() -> Path:
@@ -208,12 +233,13 @@ def cache_root() -> Path:
 
 
 def _fingerprint(arch: str, kwargs: dict[str, Any]) -> str:
-    """Hash of everything that decides the files: recipe version, arguments, library versions, corpus."""
+    """Hash of everything that decides the files: this module's source, arguments, library versions, corpus."""
     import tokenizers
     import transformers
 
     corpus = hashlib.sha256("\x00".join(default_corpus()).encode("utf-8")).hexdigest()
-    key = json.dumps({"v": _RECIPE_VERSION, "arch": arch, "kwargs": kwargs, "corpus": corpus,
+    recipe = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # any edit to this file rebuilds
+    key = json.dumps({"recipe": recipe, "arch": arch, "kwargs": kwargs, "corpus": corpus,
                       "transformers": transformers.__version__, "tokenizers": tokenizers.__version__},
                      sort_keys=True)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
@@ -245,6 +271,7 @@ def tiny_model_path(arch: str = "qwen2", cache_dir: str | os.PathLike | None = N
         return target
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache entry should read like any other folder
     try:
         build_tiny_model(staging, arch=arch, **kwargs)
         try:
