@@ -86,6 +86,38 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passthrough(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the stage's flags, or one YAML file")
+
+
+@stage("finetune", "supervised fine-tuning: LoRA, QLoRA (--bits 4), P-Tuning or full (flags or a YAML file)")(_passthrough)
+def _run_finetune(args: argparse.Namespace) -> int:
+    from .train import run_from_argv
+
+    run_from_argv(args.args)
+    return 0
+
+
+@stage("infer", "generate prediction records for a converted test file (flags or a YAML file)")(_passthrough)
+def _run_infer(args: argparse.Namespace) -> int:
+    from .predict import parse_infer_args, run_inference
+
+    stats = run_inference(parse_infer_args(args.args))
+    print(json.dumps(stats, ensure_ascii=False, indent=2))
+    return 0
+
+
+@stage("export", "merge a LoRA adapter into its base model and save it")(_passthrough)
+def _run_export(args: argparse.Namespace) -> int:
+    from transformers import HfArgumentParser
+
+    from .export import ExportArguments, export_model
+
+    (options,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses(args=args.args)
+    print(f"merged model written to {export_model(options)}", file=sys.stderr)
+    return 0
+
+
 def _add_quickstart(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default=None, help="where outputs go; default: a fresh temporary folder")
     p.add_argument("--model", default=None, help="hf id or path of a real model (used once fine-tuning is available)")
@@ -109,9 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; bad input exits with status 2 and a one-line, located message (no traceback)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in STAGES and STAGES[argv[0]][1] is _passthrough:
+        # These stages parse their own flags (argparse's REMAINDER would swallow a leading --help badly).
+        args = argparse.Namespace(stage=argv[0])
+        options = argparse.Namespace(args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        options = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "stage"})
     run = STAGES[args.stage][2]
-    options = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "stage"})
     try:
         return run(options)
     except (DataError, ValueError, FileNotFoundError) as exc:

@@ -22,15 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .encoding import tokenize_example
 from .io import DataError, iter_jsonl
+from .run_info import write_run_info
 
 __all__ = [
     "ModelArguments", "DataArguments", "FinetuningArguments", "TrainingArguments",
-    "parse_finetune_args", "finetune", "tokenize_example", "load_training_records", "RUN_INFO_FILE",
+    "parse_finetune_args", "finetune", "load_training_records",
 ]
-
-RUN_INFO_FILE = "deepke_llm.json"  # stored beside every adapter/model we write: template, base, method
-
 
 @dataclass
 class ModelArguments:
@@ -143,49 +142,6 @@ def load_training_records(path: str) -> list[dict]:
     if not records:
         raise DataError(path, None, None, "no training records")
     return records
-
-
-def _shorten_input(record: dict, budget: int, encode, decode, render) -> tuple[dict, bool]:
-    """Cut the ``input`` text inside an IEPile instruction until the prompt fits ``budget`` tokens.
-
-    Only the text is shortened, never the instruction sentence or the schema (the model must still see what
-    to extract). Records whose instruction is not IEPile JSON are returned unchanged.
-    """
-    try:
-        inner = json.loads(record["instruction"])
-    except json.JSONDecodeError:
-        return record, False
-    if not isinstance(inner, dict) or not isinstance(inner.get("input"), str):
-        return record, False
-    text_ids = encode(inner["input"])
-    for _ in range(8):
-        overflow = len(encode(render(record))) - budget
-        if overflow <= 0:
-            return record, True
-        text_ids = text_ids[: max(len(text_ids) - overflow, 0)]
-        inner = {**inner, "input": decode(text_ids)}
-        record = {**record, "instruction": json.dumps(inner, ensure_ascii=False)}
-    return record, True
-
-
-def tokenize_example(record: dict, tokenizer: Any, template: str, system: str | None, max_source_length: int) -> tuple[dict, bool]:
-    """``input_ids`` and ``labels`` (prompt masked with -100), and whether the input had to be shortened."""
-    from .prompts import format_example
-
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    prompt, response = format_example(record, template, tokenizer=tokenizer, system=system)
-    prompt_ids = encode(prompt)
-    shortened = False
-    if len(prompt_ids) > max_source_length:
-        fitted, shortened = _shorten_input(record, max_source_length, encode,
-                                           lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-                                           lambda r: format_example(r, template, tokenizer=tokenizer, system=system)[0])
-        prompt = format_example(fitted, template, tokenizer=tokenizer, system=system)[0]
-        prompt_ids = encode(prompt)
-    response_ids = encode(response)
-    return {"input_ids": prompt_ids + response_ids, "labels": [-100] * len(prompt_ids) + response_ids}, shortened
 
 
 def build_dataset(records: list[dict], tokenizer: Any, model_args: ModelArguments, data_args: DataArguments, name: str):
@@ -330,6 +286,13 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     trainer = Trainer(model=model, args=hf_args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=collator, processing_class=tokenizer)
 
+    if trainer.is_world_process_zero():  # written first, so checkpoints of an interrupted run carry it too
+        run_info = {
+            "template": model_args.template, "system_prompt": model_args.system_prompt,
+            "base_model": model_args.model_name_or_path, "model_name": model_args.model_name,
+            "finetuning_type": method.finetuning_type, "continued_from": model_args.checkpoint_dir, "bits": model_args.bits,
+        }
+        write_run_info(train_args.output_dir, run_info)
     resume = train_args.resume_from_checkpoint
     if resume is None and not train_args.overwrite_output_dir:
         resume = _last_checkpoint(train_args.output_dir)
@@ -342,25 +305,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     trainer.save_model(train_args.output_dir)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(train_args.output_dir)
-        _write_run_info(train_args.output_dir, model_args, method)
         with open(Path(train_args.output_dir) / "training_history.json", "w", encoding="utf-8") as handle:
             json.dump(trainer.state.log_history, handle, indent=2)
     return metrics
-
-
-def _write_run_info(output_dir: str, model_args: ModelArguments, method: FinetuningArguments) -> None:
-    """What inference needs to check it is used the way it was trained (template first of all)."""
-    info = {
-        "template": model_args.template,
-        "system_prompt": model_args.system_prompt,
-        "base_model": model_args.model_name_or_path,
-        "model_name": model_args.model_name,
-        "finetuning_type": method.finetuning_type,
-        "continued_from": model_args.checkpoint_dir,
-        "bits": model_args.bits,
-    }
-    with open(Path(output_dir) / RUN_INFO_FILE, "w", encoding="utf-8") as handle:
-        json.dump(info, handle, ensure_ascii=False, indent=2)
 
 
 def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""``deepke-llm infer``: prediction records from a converted test file.
+
+Loads the base model (plus an adapter from ``--checkpoint_dir``), checks that the template is the one the
+adapter was trained with, renders and fits each prompt, generates with the chosen engine and writes each input
+record with an added ``output`` field, in input order, resumably (``writer.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..io import DataError, iter_jsonl
+from ..run_info import resolve_template, stored_run_info
+
+__all__ = ["InferArguments", "parse_infer_args", "run_inference"]
+
+@dataclass
+class InferArguments:
+    """The draft README's inference flags; the training-only ones upstream required are accepted and ignored."""
+
+    model_name_or_path: str = field(metadata={"help": "base or merged model (a Hub id or a folder)"})
+    input_file: str = field(metadata={"help": "converted test records (JSON Lines)"})
+    output_file: str = field(metadata={"help": "prediction records to write (resumes if it exists)"})
+    checkpoint_dir: str | None = field(default=None, metadata={"help": "LoRA or P-Tuning adapter folder"})
+    model_name: str | None = None
+    template: str | None = field(default=None, metadata={"help": "default: the adapter's stored template, else 'auto'"})
+    system_prompt: str | None = None
+    engine: str = field(default="hf", metadata={"help": "hf or vllm"})
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    cutoff_len: int = field(default=512, metadata={"help": "prompt budget in tokens; longer inputs are shortened"})
+    temperature: float = field(default=0.0, metadata={"help": "0: greedy"})
+    top_p: float = 1.0
+    bits: int | None = None
+    bf16: bool = False
+    fp16: bool = False
+    trust_remote_code: bool = False
+    # accepted for compatibility with upstream's scripts
+    stage: str = "sft"
+    do_predict: bool = True
+    predict_with_generate: bool = True
+    finetuning_type: str = "lora"
+    output_dir: str | None = field(default=None, metadata={"help": "ignored, as upstream"})
+
+
+def parse_infer_args(argv: list[str] | None = None) -> InferArguments:
+    """Flags, or a single YAML/JSON file."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(InferArguments)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))[0]
+    return parser.parse_args_into_dataclasses(args=argv)[0]
+
+
+def _read_records(path: str) -> list[dict]:
+    records = []
+    for number, record in iter_jsonl(path):
+        if not isinstance(record, dict):
+            raise DataError(path, number, None, "expected a JSON object")
+        if not isinstance(record.get("instruction"), str) or not record["instruction"]:
+            raise DataError(path, number, "instruction", "missing or not a string (convert the data with deepke-llm convert)")
+        records.append(record)
+    return records
+
+
+def run_inference(args: InferArguments) -> dict[str, Any]:
+    """Generate for every record not yet in ``output_file``; returns counts and records/s."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..encoding import encode_prompt
+    from ..models import load_model_and_tokenizer
+    from .writer import OrderedResumableWriter
+
+    if args.engine not in ("hf", "vllm"):
+        raise ValueError(f"unknown engine {args.engine!r}; valid engines: hf, vllm")
+    if args.bits not in (None, 4, 8, 16, 32):
+        raise ValueError(f"--bits must be 4, 8, 16 or 32, got {args.bits}")
+    records = _read_records(args.input_file)
+    info = stored_run_info(args.checkpoint_dir, args.model_name_or_path)
+    template = resolve_template(args.template, info, args.checkpoint_dir or args.model_name_or_path)
+    system = args.system_prompt if args.system_prompt is not None else info.get("system_prompt")
+    writer = OrderedResumableWriter(args.output_file, records)
+    todo = writer.todo()
+    stats = {"records": len(records), "already_done": len(records) - len(todo), "generated": 0, "template": template}
+    if not todo:
+        writer.close()
+        return stats
+
+    dtype = "bf16" if args.bf16 else "fp16" if args.fp16 else "auto"
+    if args.engine == "vllm":
+        from .vllm import run_vllm
+
+        writer_results = run_vllm(args, records, todo, template, system)
+        writer.add(writer_results)
+    else:
+        from .hf import HFEngine
+
+        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, args.checkpoint_dir, model_name=args.model_name,
+                                                    bits=args.bits, dtype=dtype, trust_remote_code=args.trust_remote_code)
+        if template == "auto" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{args.model_name_or_path} has no chat template: pass --template (alpaca, llama2_zh, qwen, ...)")
+        prompts = {i: encode_prompt(records[i], tokenizer, template, system, args.cutoff_len)[0] for i in todo}
+        engine = HFEngine(model, tokenizer, template, args.max_new_tokens, args.temperature, args.top_p)
+        bar = tqdm(total=len(todo), unit="rec", desc="infer", disable=None)
+        start = time.perf_counter()
+
+        def on_batch(results: dict[int, str]) -> None:
+            writer.add(results)
+            bar.update(len(results))
+
+        engine.run(prompts, args.batch_size, on_batch)
+        bar.close()
+        stats["seconds"] = time.perf_counter() - start
+        stats["records_per_second"] = len(todo) / stats["seconds"]
+    stats["generated"] = len(todo)
+    stats["complete"] = writer.close()
+    return stats
