@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/deepke-llm quickstart --data_dir data $(if $(MODEL),--model $(MODEL),)
+	$(BIN)/deepke-llm quickstart $(if $(MODEL),--model $(MODEL),)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

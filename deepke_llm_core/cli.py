@@ -120,15 +120,18 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _add_quickstart(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default=None, help="where outputs go; default: a fresh temporary folder")
-    p.add_argument("--model", default=None, help="hf id or path of a real model (used once fine-tuning is available)")
-    p.add_argument("--data_dir", default=None, help="the repository's data/ folder; default: the one beside the package")
+    p.add_argument("--model", default=None, help="hf id or path of a real model; default: the committed tiny IE base")
+    p.add_argument("--data_dir", default=None, help="the repository's data/ folder (with --model); default: beside the package")
+    p.add_argument("--steps", type=int, default=None, help="LoRA training steps")
 
 
 @stage("quickstart", "the end-to-end walk-through on the bundled sample data")(_add_quickstart)
 def _run_quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run_quickstart
 
-    return run_quickstart(workdir=args.workdir, model=args.model, data_dir=args.data_dir)
+    from .quickstart import QUICKSTART_STEPS
+
+    return run_quickstart(workdir=args.workdir, model=args.model, data_dir=args.data_dir, steps=args.steps or QUICKSTART_STEPS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .io import DataError, iter_jsonl, read_json
@@ -240,7 +240,7 @@ def _convert_range(converter: RecordConverter, path: str, start: int, end: int, 
                 try:
                     record = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    detail = f"{exc.msg} at column {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                    detail = f"{exc.msg} (column {exc.pos + 1})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
                     raise DataError(None, None, None, f"not valid JSON: {detail}") from None
                 lines = converter.convert(number, record)
             except DataError as exc:
@@ -320,12 +320,12 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
     The output is written to a temporary file and moved into place at the end, so a failed run never leaves
     a truncated file that looks complete.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
-    if config.source is None:
-        config.source = Path(config.src_path).resolve().parent.name
     task = get_task(config.task)
-    config.task = task.name
+    # The caller's config is not modified: the resolved values go into a copy.
+    config = replace(config, task=task.name,
+                     source=config.source if config.source is not None else Path(config.src_path).resolve().parent.name)
     report = ConvertReport()
     if config.schema_path:
         schema = load_schema(config.schema_path)

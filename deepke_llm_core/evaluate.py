@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from typing import Any
 from .io import DataError, iter_jsonl
 from .tasks import Task, get_task
 
-__all__ = ["EvalConfig", "evaluate_file", "evaluate_records", "parse_json_output", "prf", "default_out_path"]
+__all__ = ["EvalConfig", "evaluate_file", "evaluate_records", "reference_predictions", "parse_json_output", "prf",
+           "default_out_path"]
 
 
 @dataclass
@@ -144,11 +146,20 @@ def _score(task: Task, instances: list[_Instance], match_mode: str) -> dict[str,
     return result
 
 
+def _numbered(records) -> Iterator[tuple[int | None, Any]]:
+    for n, item in enumerate(records, start=1):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+            yield item
+        else:
+            yield n, item
+
+
 def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = "", match_mode: str = "normal",
                      lenient: bool = False, rel_keys: str = "any", path: str | None = None) -> dict[str, Any]:
-    """Score ``(line_number, record)`` pairs; see the module docstring for the rules.
+    """Score prediction records (dicts, or ``(line_number, dict)`` pairs as ``iter_jsonl`` yields them).
 
-    Returns ``{"total": {...}, <group>: {...}, ...}`` with groups sorted, when ``sort_by`` is given.
+    See the module docstring for the rules. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
+    when ``sort_by`` is given.
     """
     if match_mode not in ("normal", "set"):
         raise ValueError(f"match_mode must be 'normal' or 'set', got {match_mode!r}")
@@ -156,7 +167,7 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
         raise ValueError(f"rel_keys must be any, subject_object or head_tail, got {rel_keys!r}")
     task_obj = get_task(task) if isinstance(task, str) else task
     instances: dict[str, _Instance] = {}
-    for number, record in records:
+    for number, record in _numbered(records):
         if not isinstance(record, dict):
             raise DataError(path, number, None, "expected a JSON object")
         if task_obj is None:
@@ -196,6 +207,28 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
         for group in sorted({i.group for i in ordered}):
             result[group] = _score(task_obj, [i for i in ordered if i.group == group], match_mode)
     return result
+
+
+def reference_predictions(train_path: str, test_path: str) -> list[dict]:
+    """Test records carrying the reference answers rendered by the converter (an oracle, F1 100 by construction).
+
+    ``train_path`` and ``test_path`` are the same raw file converted with ``--split train`` (``--neg_schema 1``)
+    and ``--split test``; each training chunk becomes one prediction record of the test record with the same
+    text. Useful to check a pipeline end to end, and as a starting point for error-analysis examples.
+    """
+    import hashlib
+
+    tests: dict[str, dict] = {}
+    for _, record in iter_jsonl(test_path):
+        tests.setdefault(record["id"], record)
+    predictions = []
+    for number, record in iter_jsonl(train_path):
+        text = json.loads(record["instruction"])["input"]
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if key not in tests:
+            raise DataError(train_path, number, "instruction", "its text is not in the test file")
+        predictions.append({**tests[key], "output": record["output"]})
+    return predictions
 
 
 def default_out_path(path1: str) -> str:

@@ -73,7 +73,7 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
                 hint = ""
                 if number == 1 and line.strip() in ("[", "{"):
                     hint = " (this looks like a pretty-printed JSON document; JSON Lines wants one record per line)"
-                raise DataError(path, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}{hint}") from None
+                raise DataError(path, number, None, f"not valid JSON: {exc.msg} (column {exc.pos + 1}){hint}") from None
             yield number, value
 
 
@@ -83,7 +83,7 @@ def read_json(path: PathLike) -> Any:
         with open(path, encoding="utf-8-sig") as handle:
             return json.load(handle)
     except json.JSONDecodeError as exc:
-        raise DataError(path, exc.lineno, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise DataError(path, exc.lineno, None, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
 
 
 def write_jsonl(path: PathLike, records: Any) -> int:

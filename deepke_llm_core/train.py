@@ -298,8 +298,12 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         resume = _last_checkpoint(train_args.output_dir)
         if resume:
             print(f"[finetune] resuming from {resume}", file=sys.stderr)
+    # bitsandbytes repacks 4-bit weights for CPU inference on the first eval pass, after which its training
+    # matmul fails (bitsandbytes 0.50); so a quantized base on CPU is not evaluated before training.
+    quantized_cpu = model_args.bits in (4, 8) and next(model.parameters()).device.type == "cpu"
+    before = trainer.evaluate(metric_key_prefix="eval_before") if eval_set is not None and not resume and not quantized_cpu else {}
     result = trainer.train(resume_from_checkpoint=resume)
-    metrics = dict(result.metrics)
+    metrics = {**before, **result.metrics}
     if eval_set is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model(train_args.output_dir)

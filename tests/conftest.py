@@ -29,3 +29,32 @@ def write_lines(path: Path, records) -> Path:
 
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory) -> Path:
+    """A random-init tiny Qwen2 with the project's tokenizer, built once per test session."""
+    from deepke_llm_core.tiny import tiny_model_path
+
+    return tiny_model_path("qwen2", cache_dir=tmp_path_factory.mktemp("tiny-cache"))
+
+
+@pytest.fixture(scope="session")
+def ner_files(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic English NER: 16 training and 8 held-out records, converted to train and test instruction files."""
+    from deepke_llm_core import synthetic
+    from deepke_llm_core.convert import ConvertConfig, convert_file
+
+    root = tmp_path_factory.mktemp("ner") / "synthetic"
+    root.mkdir()
+    train, test = synthetic.make_split("NER", "en", 16, 8, seed=0)
+    write_lines(root / "raw_train.json", train)
+    write_lines(root / "raw_test.json", test)
+    (root / "schema.json").write_text(synthetic.schema_text("NER", "en"), encoding="utf-8")
+    files = {}
+    for name, raw, split in (("train", "raw_train.json", "train"), ("test", "raw_test.json", "test"),
+                             ("train_as_test", "raw_train.json", "test")):
+        files[name] = root / f"{name}.json"
+        convert_file(ConvertConfig(src_path=str(root / raw), tgt_path=str(files[name]), schema_path=str(root / "schema.json"),
+                                   task="NER", language="en", split=split, split_num=6))
+    return files

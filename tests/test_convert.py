@@ -243,7 +243,7 @@ def test_source_defaults_to_parent_folder_and_bare_file_names_work(tmp_path, ref
 # ---- bad input: located errors, --skip_invalid, nothing silently dropped -------------------------------------------
 
 BAD = [
-    ("not json", "{\"text\": ", ":1: not valid JSON: Expecting value at column 11"),
+    ("not json", "{\"text\": ", ":1: not valid JSON: Expecting value (column 11)"),
     ("missing text", {"entity": []}, ":1: text: missing"),
     ("wrong shape", {"text": "a", "entity": {"x": 1}}, ":1: entity: expected a list, got dict"),
     ("element shape", {"text": "a", "entity": [{"entity": "a"}]}, ":1: entity[0].entity_type: expected a string, missing"),

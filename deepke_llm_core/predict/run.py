@@ -72,7 +72,7 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
     """Generate for every record not yet in ``output_file``; returns counts and records/s."""
     import time
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from ..encoding import encode_prompt
     from ..models import load_model_and_tokenizer
