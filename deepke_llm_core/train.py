@@ -265,7 +265,12 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     eval_strategy = train_args.evaluation_strategy or train_args.eval_strategy
     if eval_set is None:
         eval_strategy = "no"
+    import torch
+
+    # Without a GPU, transformers only forms a multi-process (torchrun) group when told to use the CPU.
+    on_cpu = not torch.cuda.is_available()
     hf_args = HfTrainingArguments(
+        use_cpu=on_cpu, ddp_backend="gloo" if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         output_dir=train_args.output_dir,
         per_device_train_batch_size=train_args.per_device_train_batch_size,
         per_device_eval_batch_size=train_args.per_device_eval_batch_size,
