@@ -107,6 +107,22 @@ def _run_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output_file", required=True, help="the --output_file the shards were run with")
+    p.add_argument("--num_shards", type=int, required=True)
+    p.add_argument("--input_file", default=None, help="check that every input record is there")
+
+
+@stage("merge", "merge the outputs of deepke-llm infer --num_shards N back into one file, in input order")(_add_merge)
+def _run_merge(args: argparse.Namespace) -> int:
+    from .io import iter_jsonl
+    from .predict.shards import merge_shards
+
+    expected = sum(1 for _ in iter_jsonl(args.input_file)) if args.input_file else None
+    print(f"merged {merge_shards(args.output_file, args.num_shards, expected)} records into {args.output_file}", file=sys.stderr)
+    return 0
+
+
 @stage("export", "merge a LoRA adapter into its base model and save it")(_passthrough)
 def _run_export(args: argparse.Namespace) -> int:
     from transformers import HfArgumentParser
@@ -116,6 +132,13 @@ def _run_export(args: argparse.Namespace) -> int:
     (options,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses(args=args.args)
     print(f"merged model written to {export_model(options)}", file=sys.stderr)
     return 0
+
+
+@stage("icl", "in-context learning: prompt an API or a local chat model, one text or a whole file (flags or a YAML file)")(_passthrough)
+def _run_icl(args: argparse.Namespace) -> int:
+    from .icl.run import main as icl_main
+
+    return icl_main(args.args)
 
 
 def _add_quickstart(p: argparse.ArgumentParser) -> None:

@@ -58,3 +58,18 @@ def ner_files(tmp_path_factory) -> dict[str, Path]:
         convert_file(ConvertConfig(src_path=str(root / raw), tgt_path=str(files[name]), schema_path=str(root / "schema.json"),
                                    task="NER", language="en", split=split, split_num=6))
     return files
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped on machines without a CUDA device (CI and developer laptops)."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

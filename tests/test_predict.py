@@ -103,3 +103,30 @@ def test_eight_bit_loading_does_not_cast_a_quantized_model(tiny_qwen, ner_files,
     pytest.importorskip("bitsandbytes")
     stats = infer(tiny_qwen, ner_files["test"], tmp_path / "q.json", bits=8, bf16=True, max_new_tokens=4)
     assert stats["complete"] and len(read_lines(tmp_path / "q.json")) == len(read_lines(ner_files["test"]))
+
+
+def test_shards_merge_back_into_the_single_run_file(tiny_qwen, ner_files, tmp_path):
+    infer(tiny_qwen, ner_files["test"], tmp_path / "single.json", max_new_tokens=8)
+    for index in range(3):
+        stats = infer(tiny_qwen, ner_files["test"], tmp_path / "sharded.json", num_shards=3, shard_index=index, max_new_tokens=8)
+        assert stats["output_file"].endswith(f".shard-{index}-of-3")
+    assert main(["merge", "--output_file", str(tmp_path / "sharded.json"), "--num_shards", "3",
+                 "--input_file", str(ner_files["test"])]) == 0
+    assert (tmp_path / "sharded.json").read_bytes() == (tmp_path / "single.json").read_bytes()
+
+
+def test_merge_refuses_unfinished_shards(tmp_path, capsys):
+    (tmp_path / "o.json.shard-0-of-2").write_text("{}\n")
+    assert main(["merge", "--output_file", str(tmp_path / "o.json"), "--num_shards", "2"]) == 2
+    assert "shards not finished" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_vllm_engine_matches_the_transformers_engine(tiny_qwen, lora_adapter, ner_files, tmp_path):
+    pytest.importorskip("vllm")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    infer(tiny_qwen, ner_files["test"], tmp_path / "hf.json", checkpoint_dir=str(lora_adapter))
+    infer(tiny_qwen, ner_files["test"], tmp_path / "vllm.json", checkpoint_dir=str(lora_adapter), engine="vllm")
+    assert outputs(tmp_path / "vllm.json") == outputs(tmp_path / "hf.json")

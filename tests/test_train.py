@@ -17,7 +17,7 @@ def run(tiny_qwen, ner_files, out, method="lora", steps=20, lr=3e-3, **extra):
     model = ModelArguments(model_name_or_path=str(tiny_qwen), model_name="qwen2", **extra.pop("model", {}))
     data = DataArguments(train_file=str(ner_files["train"]), valid_file=str(ner_files["train"]), cutoff_len=512)
     training = TrainingArguments(output_dir=str(out), max_steps=steps, learning_rate=lr, per_device_train_batch_size=8,
-                                 save_strategy="no", logging_steps=5, overwrite_output_dir=True, **extra)
+                                 save_strategy="no", overwrite_output_dir=True, **{"logging_steps": 5, **extra})
     return finetune(model, data, FinetuningArguments(finetuning_type=method, lora_target="all", num_virtual_tokens=8), training)
 
 
@@ -87,3 +87,14 @@ def test_unknown_template_and_adapter_as_base_are_clear_errors(tiny_qwen, ner_fi
     run(tiny_qwen, ner_files, tmp_path / "adapter", "lora", steps=1)
     assert main(["finetune", "--model_name_or_path", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "b"), *base]) == 2
     assert "checkpoint_dir" in capsys.readouterr().err
+
+
+def test_training_history_is_plotted(tiny_qwen, ner_files, tmp_path):
+    from deepke_llm_core.viz import load_history, plot_training_history
+
+    run(tiny_qwen, ner_files, tmp_path / "run", "lora", steps=10, logging_steps=2)
+    rows = load_history(tmp_path / "run")
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10]
+    figure = plot_training_history(tmp_path / "run", tmp_path / "history.png")
+    assert (tmp_path / "history.png").stat().st_size > 5000
+    assert len(figure.axes[0].lines) == 2  # train loss and eval loss

@@ -42,9 +42,14 @@ class HFEngine:
     """Generate for prompts given as token ids; one instance per model."""
 
     def __init__(self, model: Any, tokenizer: Any, template: str, max_new_tokens: int = 256,
-                 temperature: float = 0.0, top_p: float = 1.0):
+                 temperature: float = 0.0, top_p: float = 1.0, guided: bool = False):
         self.model, self.tokenizer = model, tokenizer
         self.stop_ids = stop_token_ids(tokenizer, model, template)
+        self.guide = None
+        if guided:
+            from .guided import GuidedDecoding
+
+            self.guide = GuidedDecoding(tokenizer, self.stop_ids)
         self.generation = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0,
                            "eos_token_id": self.stop_ids, "pad_token_id": tokenizer.pad_token_id}
         if temperature > 0:
@@ -52,8 +57,11 @@ class HFEngine:
         else:  # override sampling defaults a model's generation_config may carry
             self.generation.update(temperature=None, top_p=None, top_k=None)
 
-    def generate(self, prompts: list[list[int]]) -> list[str]:
-        """Texts generated for a batch of prompt ids (left padding, so every prompt ends where generation starts)."""
+    def generate(self, prompts: list[list[int]], schemas: list[dict] | None = None) -> list[str]:
+        """Texts generated for a batch of prompt ids (left padding, so every prompt ends where generation starts).
+
+        With guided decoding, ``schemas`` holds each row's JSON Schema.
+        """
         import torch
 
         width = max(len(p) for p in prompts)
@@ -62,7 +70,9 @@ class HFEngine:
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **self.generation)
+            extra = {"prefix_allowed_tokens_fn": self.guide.allowed_tokens_fn(schemas)} if self.guide and schemas else {}
+            out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                      **self.generation, **extra)
         texts = []
         for row in out[:, width:].tolist():
             for k, token in enumerate(row):
@@ -72,7 +82,9 @@ class HFEngine:
             texts.append(self.tokenizer.decode(row, skip_special_tokens=True))
         return texts
 
-    def run(self, prompts: dict[int, list[int]], batch_size: int, on_batch: Callable[[dict[int, str]], None]) -> None:
+    def run(self, prompts: dict[int, list[int]], batch_size: int, on_batch: Callable[[dict[int, str]], None],
+            schemas: dict[int, dict] | None = None) -> None:
         """Generate every prompt, calling ``on_batch({index: text})`` as each batch finishes."""
         for batch in length_grouped_batches({i: len(p) for i, p in prompts.items()}, batch_size):
-            on_batch(dict(zip(batch, self.generate([prompts[i] for i in batch]))))
+            rows = [schemas[i] for i in batch] if schemas else None
+            on_batch(dict(zip(batch, self.generate([prompts[i] for i in batch], rows))))

@@ -33,7 +33,11 @@ class InferArguments:
     max_new_tokens: int = 256
     cutoff_len: int = field(default=512, metadata={"help": "prompt budget in tokens; longer inputs are shortened"})
     temperature: float = field(default=0.0, metadata={"help": "0: greedy"})
+    guided: bool = field(default=False, metadata={"help": "force JSON whose keys are the record's schema (lm-format-enforcer)"})
     top_p: float = 1.0
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is split over"})
+    num_shards: int = field(default=1, metadata={"help": "split the input over N processes or machines"})
+    shard_index: int = field(default=0, metadata={"help": "which shard this process runs (0-based)"})
     bits: int | None = None
     bf16: bool = False
     fp16: bool = False
@@ -83,12 +87,20 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
     if args.bits not in (None, 4, 8, 16, 32):
         raise ValueError(f"--bits must be 4, 8, 16 or 32, got {args.bits}")
     records = _read_records(args.input_file)
+    output_file = args.output_file
+    if args.num_shards > 1:
+        from .shards import shard_bounds, shard_path
+
+        start, end = shard_bounds(len(records), args.num_shards, args.shard_index)
+        records = records[start:end]
+        output_file = shard_path(args.output_file, args.num_shards, args.shard_index)
     info = stored_run_info(args.checkpoint_dir, args.model_name_or_path)
     template = resolve_template(args.template, info, args.checkpoint_dir or args.model_name_or_path)
     system = args.system_prompt if args.system_prompt is not None else info.get("system_prompt")
-    writer = OrderedResumableWriter(args.output_file, records)
+    writer = OrderedResumableWriter(output_file, records)
     todo = writer.todo()
-    stats = {"records": len(records), "already_done": len(records) - len(todo), "generated": 0, "template": template}
+    stats = {"records": len(records), "already_done": len(records) - len(todo), "generated": 0, "template": template,
+             "output_file": output_file}
     if not todo:
         writer.close()
         return stats
@@ -97,8 +109,7 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
     if args.engine == "vllm":
         from .vllm import run_vllm
 
-        writer_results = run_vllm(args, records, todo, template, system)
-        writer.add(writer_results)
+        run_vllm(args, records, todo, template, system, on_batch=writer.add)
     else:
         from .hf import HFEngine
 
@@ -107,7 +118,17 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
         if template == "auto" and not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{args.model_name_or_path} has no chat template: pass --template (alpaca, llama2_zh, qwen, ...)")
         prompts = {i: encode_prompt(records[i], tokenizer, template, system, args.cutoff_len)[0] for i in todo}
-        engine = HFEngine(model, tokenizer, template, args.max_new_tokens, args.temperature, args.top_p)
+        engine = HFEngine(model, tokenizer, template, args.max_new_tokens, args.temperature, args.top_p, args.guided)
+        schemas = None
+        if args.guided:
+            from .guided import output_schema_of
+
+            schemas = {}
+            for i in todo:
+                try:
+                    schemas[i] = output_schema_of(records[i])
+                except DataError as exc:
+                    raise DataError(args.input_file, None, f"record {i + 1}: {exc.field}", exc.reason) from None
         bar = tqdm(total=len(todo), unit="rec", desc="infer", disable=None)
         start = time.perf_counter()
 
@@ -115,7 +136,7 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
             writer.add(results)
             bar.update(len(results))
 
-        engine.run(prompts, args.batch_size, on_batch)
+        engine.run(prompts, args.batch_size, on_batch, schemas)
         bar.close()
         stats["seconds"] = time.perf_counter() - start
         stats["records_per_second"] = len(todo) / stats["seconds"]

@@ -29,6 +29,9 @@ __all__ = [
     "order_items",
     "require_str",
     "by_position",
+    "object_schema",
+    "STRING",
+    "STRINGS",
 ]
 
 Item = Any  # a hashable schema item: str or tuple
@@ -51,6 +54,18 @@ class ConvertOptions:
     def needs_rng(self) -> bool:
         """Whether any random draw can change the output (deterministic runs skip seeding an RNG)."""
         return self.random_sort or self.cluster_mode or 0 < self.neg_schema < 1
+
+
+STRING = {"type": "string"}
+STRINGS = {"type": "array", "items": STRING}
+
+
+def object_schema(properties: dict[str, dict], required: bool = True) -> dict:
+    """A JSON object with exactly these keys (all required unless ``required`` is false), nothing else."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(properties)
+    return schema
 
 
 def binomial(rng: random.Random | None, trials: int, p: float) -> int:
@@ -140,6 +155,13 @@ class Task:
     def collect_schema(self, annotations: Iterable[list]) -> Schema:
         """Build a schema from the labels seen in the data (``--schema_path`` omitted)."""
         raise NotImplementedError
+
+    def output_schema(self, entries: list) -> dict:
+        """JSON Schema of a correct answer to an instruction whose ``schema`` is ``entries`` (guided decoding).
+
+        The answer's keys are exactly the instruction's schema items; the default is a list of strings per item.
+        """
+        return object_schema({str(e): STRINGS for e in entries})
 
     # ---- evaluation -------------------------------------------------------------------------------------
     def parse_output(self, obj: dict, rel_keys: str = "any") -> list[Tuple]:

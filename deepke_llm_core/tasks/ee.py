@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..io import DataError
 from ..schema import Schema
-from .base import Task, binomial, order_items, require_str, sample_subset
+from .base import STRING, STRINGS, Task, binomial, object_schema, order_items, require_str, sample_subset
 
 __all__ = ["TASK", "EETask", "read_events", "event_labels", "format_values", "event_tuples"]
 
@@ -196,6 +196,12 @@ class EETask(Task):
                     roles.setdefault(argument["role"])
         all_roles = list(dict.fromkeys(r for roles in type_roles.values() for r in roles))
         return Schema(types=list(type_roles), roles=all_roles, type_roles={t: list(r) for t, r in type_roles.items()})
+
+    def output_schema(self, entries):
+        value = {"anyOf": [STRING, STRINGS]}
+        event = lambda e: object_schema({"trigger": STRING,
+                                         "arguments": object_schema({r: value for r in e["arguments"]}, required=False)})
+        return object_schema({e["event_type"]: {"type": "array", "items": event(e)} for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         return event_tuples(obj)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..io import DataError
 from ..schema import Schema
-from .base import Task, binomial, by_position, order_items, require_str, sample_subset
+from .base import STRING, STRINGS, Task, binomial, by_position, object_schema, order_items, require_str, sample_subset
 
 __all__ = ["TASK", "KGTask"]
 
@@ -93,6 +93,11 @@ class KGTask(Task):
                 spo.setdefault(f"{head_type}_{e['relation']}_{e.get('tail_type') or 'entity'}")
         roles = list(dict.fromkeys(a for attrs in by_type.values() for a in attrs))
         return Schema(types=list(spo), roles=roles, type_roles={t: list(a) for t, a in by_type.items()})
+
+    def output_schema(self, entries):
+        value = {"anyOf": [STRING, STRINGS]}
+        entity = lambda e: {"type": "object", "additionalProperties": object_schema({a: value for a in e["attributes"]}, required=False)}
+        return object_schema({e["entity_type"]: entity(e) for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         found = []

@@ -6,7 +6,7 @@ Upstream DeepKE writes ``head``/``tail``; IEPile data and OneKE use ``subject``/
 
 from __future__ import annotations
 
-from .base import LabelListTask
+from .base import STRING, LabelListTask, object_schema
 
 __all__ = ["TASK", "RETask", "pair_from"]
 
@@ -68,6 +68,10 @@ class RETask(LabelListTask):
     def collect_schema(self, annotations):
         schema = super().collect_schema(annotations)
         return type(schema)(roles=schema.types)
+
+    def output_schema(self, entries):
+        pair = object_schema({"subject": STRING, "object": STRING})
+        return object_schema({r: {"type": "array", "items": pair} for r in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         return relation_tuples(obj, rel_keys)

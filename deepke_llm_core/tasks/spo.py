@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..schema import Schema
-from .base import LabelListTask
+from .base import STRING, LabelListTask, object_schema
 from .re import relation_tuples
 
 __all__ = ["TASK", "SPOTask", "split_spo"]
@@ -68,6 +68,10 @@ class SPOTask(LabelListTask):
     def collect_schema(self, annotations):
         items = super().collect_schema(annotations).types
         return Schema(types=items, roles=list(dict.fromkeys(split_spo(i)[1] for i in items)))
+
+    def output_schema(self, entries):
+        pair = object_schema({"subject": STRING, "object": STRING})
+        return object_schema({e["predicate"]: {"type": "array", "items": pair} for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         return relation_tuples(obj, rel_keys)
