@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.icl_server import openai_server, tiny_answerer
+
+__all__ = ["openai_server", "tiny_answerer"]  # fixtures of the local OpenAI-compatible server
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 REFERENCE = ROOT.parent / "shared" / "reference" / "instructkgc" / "data"

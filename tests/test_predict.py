@@ -37,7 +37,7 @@ def outputs(path):
 
 def test_batched_generation_equals_one_by_one(tiny_qwen, lora_adapter, ner_files, tmp_path):
     batched = infer(tiny_qwen, ner_files["test"], tmp_path / "b.json", checkpoint_dir=str(lora_adapter), batch_size=8)
-    single = infer(tiny_qwen, ner_files["test"], tmp_path / "s.json", checkpoint_dir=str(lora_adapter), batch_size=1)
+    infer(tiny_qwen, ner_files["test"], tmp_path / "s.json", checkpoint_dir=str(lora_adapter), batch_size=1)
     assert batched["complete"] and outputs(tmp_path / "b.json") == outputs(tmp_path / "s.json")
     records = read_lines(tmp_path / "b.json")
     assert [{k: v for k, v in r.items() if k != "output"} for r in records] == read_lines(ner_files["test"])
