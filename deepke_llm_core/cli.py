@@ -72,6 +72,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lenient", action="store_true", help="recover JSON wrapped in code fences or prose (off: comparable numbers)")
     p.add_argument("--rel_keys", default="any", choices=["any", "subject_object", "head_tail"],
                    help="relation object keys to read; head_tail reproduces upstream DeepKE's scorer")
+    p.add_argument("--grounded_only", action="store_true", help="drop predicted tuples whose strings are not in the input text")
     p.add_argument("--language", default=None, help=argparse.SUPPRESS)  # accepted for upstream scripts; unused there too
 
 

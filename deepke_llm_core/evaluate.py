@@ -43,6 +43,7 @@ class EvalConfig:
     out_path: str | None = None
     lenient: bool = False
     rel_keys: str = "any"
+    grounded_only: bool = False
 
 
 def prf(tp: int, pred: int, gold: int) -> dict[str, float]:
@@ -86,6 +87,23 @@ def parse_json_output(text: Any, lenient: bool = False) -> dict | None:
 
                 value = json_repair.loads(candidate) if candidate else None
     return value if isinstance(value, dict) else None
+
+
+def _input_of(record: dict) -> str:
+    try:
+        inner = json.loads(record.get("instruction", ""))
+    except json.JSONDecodeError:
+        return ""
+    return inner.get("input", "") if isinstance(inner, dict) else ""
+
+
+def _strings(t: Any) -> list[str]:
+    """The extracted strings inside a predicted tuple (types and relation names are schema items, not spans)."""
+    if len(t) == 3 and isinstance(t[2], tuple):  # event: (type, trigger, ((argument, role), ...))
+        return [s for s in [t[1], *(a for a, _ in t[2])] if s]
+    if len(t) == 2:  # (span, type)
+        return [t[0]]
+    return [t[0], t[2]]  # (head, relation, tail) or (entity, attribute, value)
 
 
 class _Instance:
@@ -155,7 +173,8 @@ def _numbered(records) -> Iterator[tuple[int | None, Any]]:
 
 
 def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = "", match_mode: str = "normal",
-                     lenient: bool = False, rel_keys: str = "any", path: str | None = None) -> dict[str, Any]:
+                     lenient: bool = False, rel_keys: str = "any", grounded_only: bool = False,
+                     path: str | None = None) -> dict[str, Any]:
     """Score prediction records (dicts, or ``(line_number, dict)`` pairs as ``iter_jsonl`` yields them).
 
     See the module docstring for the rules. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
@@ -197,8 +216,12 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
         parsed = parse_json_output(record["output"], lenient)
         if parsed is None:
             instance.errors += 1
-        else:
-            instance.pred.extend(task_obj.parse_output(parsed, rel_keys))
+            continue
+        predicted = task_obj.parse_output(parsed, rel_keys)
+        if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
+            text = _input_of(record)
+            predicted = [t for t in predicted if all(s in text for s in _strings(t))]
+        instance.pred.extend(predicted)
     if task_obj is None:
         raise DataError(path, None, None, "no prediction records to score")
     ordered = list(instances.values())
@@ -243,7 +266,7 @@ def evaluate_file(config: EvalConfig) -> tuple[dict[str, Any], str]:
         raise FileNotFoundError(f"{config.path1}: prediction file not found")
     result = evaluate_records(
         iter_jsonl(config.path1), config.task, sort_by=config.sort_by, match_mode=config.match_mode,
-        lenient=config.lenient, rel_keys=config.rel_keys, path=config.path1,
+        lenient=config.lenient, rel_keys=config.rel_keys, grounded_only=config.grounded_only, path=config.path1,
     )
     out_path = config.out_path or default_out_path(config.path1)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)

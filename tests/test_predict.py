@@ -130,3 +130,9 @@ def test_vllm_engine_matches_the_transformers_engine(tiny_qwen, lora_adapter, ne
     infer(tiny_qwen, ner_files["test"], tmp_path / "hf.json", checkpoint_dir=str(lora_adapter))
     infer(tiny_qwen, ner_files["test"], tmp_path / "vllm.json", checkpoint_dir=str(lora_adapter), engine="vllm")
     assert outputs(tmp_path / "vllm.json") == outputs(tmp_path / "hf.json")
+
+
+def test_ground_flag_adds_offsets_to_prediction_records(tiny_qwen, ner_files, tmp_path):
+    infer(tiny_qwen, ner_files["test"], tmp_path / "g.json", ground=True, max_new_tokens=8)
+    records = read_lines(tmp_path / "g.json")
+    assert all(set(r["grounding"]) >= {"spans", "not_found"} for r in records)

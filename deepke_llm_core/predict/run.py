@@ -34,6 +34,7 @@ class InferArguments:
     cutoff_len: int = field(default=512, metadata={"help": "prompt budget in tokens; longer inputs are shortened"})
     temperature: float = field(default=0.0, metadata={"help": "0: greedy"})
     guided: bool = field(default=False, metadata={"help": "force JSON whose keys are the record's schema (lm-format-enforcer)"})
+    ground: bool = field(default=False, metadata={"help": "add character offsets of extracted strings, and those not in the text"})
     top_p: float = 1.0
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is split over"})
     num_shards: int = field(default=1, metadata={"help": "split the input over N processes or machines"})
@@ -97,7 +98,10 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
     info = stored_run_info(args.checkpoint_dir, args.model_name_or_path)
     template = resolve_template(args.template, info, args.checkpoint_dir or args.model_name_or_path)
     system = args.system_prompt if args.system_prompt is not None else info.get("system_prompt")
-    writer = OrderedResumableWriter(output_file, records)
+    transform = None
+    if args.ground:
+        from .grounding import ground_record as transform
+    writer = OrderedResumableWriter(output_file, records, transform)
     todo = writer.todo()
     stats = {"records": len(records), "already_done": len(records) - len(todo), "generated": 0, "template": template,
              "output_file": output_file}

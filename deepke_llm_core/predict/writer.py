@@ -21,8 +21,9 @@ __all__ = ["OrderedResumableWriter"]
 class OrderedResumableWriter:
     """Collects ``(index, output)`` results and writes ``record + output`` lines in input order."""
 
-    def __init__(self, path: str, records: list[dict]):
+    def __init__(self, path: str, records: list[dict], transform=None):
         self.path = path
+        self.transform = transform  # e.g. grounding: applied to each finished record before it is written
         self.pending_path = f"{path}.pending"
         self.records = records
         self.handle, self.next_index = open_for_resume(path)
@@ -59,6 +60,8 @@ class OrderedResumableWriter:
         while self.next_index in self.done:
             record: dict[str, Any] = dict(self.records[self.next_index])
             record["output"] = self.done.pop(self.next_index)
+            if self.transform is not None:
+                record = self.transform(record)
             self.handle.write(dumps(record) + "\n")
             self.next_index += 1
             wrote = True
