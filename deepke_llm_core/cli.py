@@ -126,11 +126,10 @@ def _run_merge(args: argparse.Namespace) -> int:
 
 @stage("export", "merge a LoRA adapter into its base model and save it")(_passthrough)
 def _run_export(args: argparse.Namespace) -> int:
-    from transformers import HfArgumentParser
-
+    from .args import parse_settings
     from .export import ExportArguments, export_model
 
-    (options,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses(args=args.args)
+    (options,) = parse_settings([ExportArguments], args.args)
     print(f"merged model written to {export_model(options)}", file=sys.stderr)
     return 0
 

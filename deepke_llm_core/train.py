@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .args import parse_settings
 from .encoding import tokenize_example
 from .io import DataError, iter_jsonl
 from .run_info import write_run_info
@@ -112,16 +113,8 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, FinetuningArguments, Training
 
 
 def parse_finetune_args(argv: list[str] | None = None):
-    """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora.yaml``)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora_sft.yaml``)."""
+    return parse_settings(ARGUMENT_CLASSES, argv)
 
 
 # ---- data --------------------------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ record with an added ``output`` field, in input order, resumably (``writer.py``)
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..args import parse_settings
 from ..io import DataError, iter_jsonl
 from ..run_info import resolve_template, stored_run_info
 
@@ -53,13 +52,7 @@ class InferArguments:
 
 def parse_infer_args(argv: list[str] | None = None) -> InferArguments:
     """Flags, or a single YAML/JSON file."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(InferArguments)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))[0]
-    return parser.parse_args_into_dataclasses(args=argv)[0]
+    return parse_settings([InferArguments], argv)[0]
 
 
 def _read_records(path: str) -> list[dict]:

@@ -191,6 +191,7 @@ class LabelListTask(Task):
 
     fields: tuple[str, ...] = ()
     label_key: str = ""
+    value_key: str = ""  # the extracted string of an element (entity, trigger); answers are {label: [values]}
     dedupe_on: tuple[str, ...] | None = None
 
     def label_of(self, element: dict) -> str:
@@ -249,6 +250,22 @@ class LabelListTask(Task):
 
     def test_items(self, annotation, schema):
         return list(self.universe(schema))
+
+    def label_dict(self, annotation, text, opts):
+        # Annotation order, duplicates as given: upstream computed a text-position order and discarded it (SPEC §1.11).
+        labels: dict[str, list] = {}
+        for e in annotation:
+            labels.setdefault(self.label_of(e), []).append(e[self.value_key])
+        return labels
+
+    def render_output(self, chunk, labels, text):
+        return {label: labels.get(label, []) for label in chunk}
+
+    def parse_output(self, obj, rel_keys="any"):
+        return [(v, t) for t, values in obj.items() if isinstance(values, list) for v in values if isinstance(v, str)]
+
+    def gold_tuples(self, label):
+        return [(e.get(self.value_key, ""), e.get(self.label_key, "")) for e in label if isinstance(e, dict)]
 
     def collect_schema(self, annotations):
         labels: dict[str, None] = {}

@@ -12,6 +12,7 @@ class EETTask(LabelListTask):
     name = "EET"
     annotation_field = "event"
     label_key = "event_type"
+    value_key = "event_trigger"
     sentences = {
         "zh": "你是专门进行事件提取的专家。请从input中抽取出符合schema定义的事件类型及事件触发词，不存在的事件返回空列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in event extraction. Please extract event types and event trigger words from the input that conform to the schema definition. Return an empty list for non-existent events. Please respond in the format of a JSON string.",
@@ -19,21 +20,6 @@ class EETTask(LabelListTask):
 
     def read_annotation(self, record, schema):
         return read_events(record, schema, known_types=None if schema is None else set(schema.types))
-
-    def label_dict(self, annotation, text, opts):
-        labels: dict[str, list[str]] = {}
-        for e in annotation:  # annotation order, duplicates kept (SPEC §1.11)
-            labels.setdefault(e["event_type"], []).append(e["event_trigger"])
-        return labels
-
-    def render_output(self, chunk, labels, text):
-        return {t: labels.get(t, []) for t in chunk}
-
-    def parse_output(self, obj, rel_keys="any"):
-        return [(v, t) for t, values in obj.items() if isinstance(values, list) for v in values if isinstance(v, str)]
-
-    def gold_tuples(self, label):
-        return [(e.get("event_trigger", ""), e.get("event_type", "")) for e in label if isinstance(e, dict)]
 
 
 TASK = EETTask()
