@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = STAGES[args.stage][2]
     try:
         return run(options)
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"deepke-llm {args.stage}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -241,6 +241,8 @@ def _convert_range(converter: RecordConverter, path: str, start: int, end: int, 
                     record = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     detail = f"{exc.msg} (column {exc.pos + 1})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                    if number == 1 and raw.strip() in (b"[", b"{"):
+                        detail += " (this looks like a pretty-printed JSON document; JSON Lines wants one record per line)"
                     raise DataError(None, None, None, f"not valid JSON: {detail}") from None
                 lines = converter.convert(number, record)
             except DataError as exc:

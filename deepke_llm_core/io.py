@@ -63,10 +63,15 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
     pretty-printed JSON array (a common mix-up, USER_REPORTS.md) is reported as such instead of failing on
     its first line with a confusing message.
     """
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number < start_line or not line.strip():
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number < start_line or not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(path, number, None, f"not UTF-8 (byte {exc.start + 1} of the line); save the file as UTF-8, "
+                                "e.g. open(path, 'w', encoding='utf-8') on Windows") from None
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:

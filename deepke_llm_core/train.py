@@ -201,10 +201,33 @@ def _check_arguments(model_args: ModelArguments, method: FinetuningArguments, tr
         raise ValueError("--checkpoint_dir continues a LoRA adapter; to continue a full model pass it as --model_name_or_path")
     if train_args.bf16 and train_args.fp16:
         raise ValueError("choose one of --bf16 and --fp16")
+    check_bf16(train_args.bf16)
     from .prompts import template_names
 
     if model_args.template not in template_names():
         raise ValueError(f"unknown template {model_args.template!r}; valid names: {', '.join(template_names())}")
+
+
+def check_bf16(bf16: bool) -> None:
+    """bf16 on a GPU without it (V100, T4) fails deep inside a kernel or runs out of memory; say so up front."""
+    if not bf16:
+        return
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--bf16: {torch.cuda.get_device_name()} has no bfloat16 support; use --fp16 instead")
+
+
+def warn_if_template_markers_unknown(template: str, tokenizer: Any) -> None:
+    """A legacy template whose markers the tokenizer splits as plain text is probably the wrong template."""
+    if template == "auto":
+        return
+    from .prompts import missing_special_tokens
+
+    missing = missing_special_tokens(template, tokenizer)
+    if missing:
+        print(f"[deepke-llm] warning: template {template!r} uses {', '.join(missing)}, which this tokenizer does not "
+              "know as special tokens; check that the template matches the model", file=sys.stderr)
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
@@ -236,6 +259,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         raise ValueError(f"{model_args.model_name_or_path} has no chat template: pass --template with a legacy name "
                          "(alpaca, llama2, qwen, ...) that matches how the model was trained")
 
+    warn_if_template_markers_unknown(model_args.template, tokenizer)
     train_set = build_dataset(train_records, tokenizer, model_args, data_args, "train")
     eval_set = None
     if data_args.valid_file:
@@ -298,8 +322,10 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
             print(f"[finetune] resuming from {resume}", file=sys.stderr)
     # bitsandbytes repacks 4-bit weights for CPU inference on the first eval pass, after which its training
     # matmul fails (bitsandbytes 0.50); so a quantized base on CPU is not evaluated before training.
+    # DeepSpeed is initialised for training by train(); an evaluation before it fails under ZeRO-2 and breaks ZeRO-3.
     quantized_cpu = model_args.bits in (4, 8) and next(model.parameters()).device.type == "cpu"
-    before = trainer.evaluate(metric_key_prefix="eval_before") if eval_set is not None and not resume and not quantized_cpu else {}
+    pre_eval = eval_set is not None and not resume and not quantized_cpu and not train_args.deepspeed
+    before = trainer.evaluate(metric_key_prefix="eval_before") if pre_eval else {}
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = {**before, **result.metrics}
     if eval_set is not None:

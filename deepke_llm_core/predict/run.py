@@ -110,8 +110,15 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
     else:
         from .hf import HFEngine
 
+        import torch
+
+        from ..train import check_bf16, warn_if_template_markers_unknown
+
+        check_bf16(args.bf16)
         model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, args.checkpoint_dir, model_name=args.model_name,
-                                                    bits=args.bits, dtype=dtype, trust_remote_code=args.trust_remote_code)
+                                                    bits=args.bits, dtype=dtype, trust_remote_code=args.trust_remote_code,
+                                                    device_map="auto" if torch.cuda.is_available() else None)
+        warn_if_template_markers_unknown(template, tokenizer)
         if template == "auto" and not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{args.model_name_or_path} has no chat template: pass --template (alpaca, llama2_zh, qwen, ...)")
         prompts = {i: encode_prompt(records[i], tokenizer, template, system, args.cutoff_len)[0] for i in todo}

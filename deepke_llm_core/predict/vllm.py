@@ -59,6 +59,8 @@ def run_vllm(args: Any, records: list[dict], todo: list[int], template: str, sys
         lora = LoRARequest("adapter", 1, args.checkpoint_dir)
     if args.bits == 4:
         options["quantization"] = "bitsandbytes"
+    elif args.bits == 8:
+        raise ValueError("--engine vllm loads bitsandbytes 4-bit only: use --bits 4, or --engine hf for 8-bit")
     llm = vllm.LLM(**options)
 
     class _ModelStub:  # stop ids need the model's generation config only for HF models
