@@ -67,6 +67,18 @@ def child(argv: list[str]) -> None:
     print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024}))
 
 
+def digest(path: Path) -> str:
+    """SHA-256 of a file, streamed (reading a GB-sized output whole would inflate the next child's peak RSS:
+    a forked child starts with its parent's)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def measure(kind: str, src: Path, dst: Path, schema: Path) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(src), str(dst), str(schema)],
                           check=True, capture_output=True, text=True)
@@ -94,7 +106,7 @@ def main() -> None:
             results = {"convert": measure("convert", src, converted, schema)}
             results["floor"] = measure("floor", converted, root / "floor.json", schema)
             results["convert-w2"] = measure("convert-w2", src, root / "out_w2.json", schema)
-            assert (root / "out_w2.json").read_bytes() == converted.read_bytes(), "workers changed the output"
+            assert digest(root / "out_w2.json") == digest(converted), "workers changed the output"
             base = results["floor"]["seconds"]
             for job in ("floor", "convert", "convert-w2"):
                 r = results[job]
