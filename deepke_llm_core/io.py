@@ -26,6 +26,7 @@ __all__ = [
     "dumps",
     "iter_jsonl",
     "read_json",
+    "read_instruction_records",
     "write_jsonl",
     "count_complete_lines",
     "open_for_resume",
@@ -80,6 +81,26 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
                     hint = " (this looks like a pretty-printed JSON document; JSON Lines wants one record per line)"
                 raise DataError(path, number, None, f"not valid JSON: {exc.msg} (column {exc.pos + 1}){hint}") from None
             yield number, value
+
+
+def read_instruction_records(path: PathLike, need_output: bool = False) -> list[dict]:
+    """Instruction records (training or prediction input), each checked; errors name file, line and field.
+
+    ``need_output``: training needs the answer; a test file there gets a hint about ``--split train``.
+    """
+    records = []
+    for number, record in iter_jsonl(path):
+        if not isinstance(record, dict):
+            raise DataError(path, number, None, "expected a JSON object")
+        if not isinstance(record.get("instruction"), str) or not record["instruction"]:
+            raise DataError(path, number, "instruction", "missing or not a string (convert the data with deepke-llm convert)")
+        if need_output and "output" not in record:
+            hint = " (is this a test file? training needs files converted with --split train)" if "label" in record else ""
+            raise DataError(path, number, "output", "missing" + hint)
+        records.append(record)
+    if not records:
+        raise DataError(path, None, None, "no records")
+    return records
 
 
 def read_json(path: PathLike) -> Any:

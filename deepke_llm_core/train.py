@@ -24,7 +24,7 @@ from typing import Any
 
 from .args import parse_settings
 from .encoding import tokenize_example
-from .io import DataError, iter_jsonl
+from .io import read_instruction_records
 from .run_info import write_run_info
 
 __all__ = [
@@ -122,19 +122,7 @@ def parse_finetune_args(argv: list[str] | None = None):
 
 def load_training_records(path: str) -> list[dict]:
     """Instruction records with a string ``instruction`` and an ``output``; errors name file, line and field."""
-    records = []
-    for number, record in iter_jsonl(path):
-        if not isinstance(record, dict):
-            raise DataError(path, number, None, "expected a JSON object")
-        if not isinstance(record.get("instruction"), str) or not record["instruction"]:
-            raise DataError(path, number, "instruction", "missing or not a string")
-        if "output" not in record:
-            hint = " (is this a test file? training needs files converted with --split train)" if "label" in record else ""
-            raise DataError(path, number, "output", "missing" + hint)
-        records.append(record)
-    if not records:
-        raise DataError(path, None, None, "no training records")
-    return records
+    return read_instruction_records(path, need_output=True)
 
 
 def build_dataset(records: list[dict], tokenizer: Any, model_args: ModelArguments, data_args: DataArguments, name: str):

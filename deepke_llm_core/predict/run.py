@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..args import parse_settings
-from ..io import DataError, iter_jsonl
+from ..io import DataError, read_instruction_records
 from ..run_info import resolve_template, stored_run_info
 
 __all__ = ["InferArguments", "parse_infer_args", "run_inference"]
@@ -55,17 +55,6 @@ def parse_infer_args(argv: list[str] | None = None) -> InferArguments:
     return parse_settings([InferArguments], argv)[0]
 
 
-def _read_records(path: str) -> list[dict]:
-    records = []
-    for number, record in iter_jsonl(path):
-        if not isinstance(record, dict):
-            raise DataError(path, number, None, "expected a JSON object")
-        if not isinstance(record.get("instruction"), str) or not record["instruction"]:
-            raise DataError(path, number, "instruction", "missing or not a string (convert the data with deepke-llm convert)")
-        records.append(record)
-    return records
-
-
 def run_inference(args: InferArguments) -> dict[str, Any]:
     """Generate for every record not yet in ``output_file``; returns counts and records/s."""
     import time
@@ -80,7 +69,7 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
         raise ValueError(f"unknown engine {args.engine!r}; valid engines: hf, vllm")
     if args.bits not in (None, 4, 8, 16, 32):
         raise ValueError(f"--bits must be 4, 8, 16 or 32, got {args.bits}")
-    records = _read_records(args.input_file)
+    records = read_instruction_records(args.input_file)
     output_file = args.output_file
     if args.num_shards > 1:
         from .shards import shard_bounds, shard_path
