@@ -29,6 +29,7 @@ from .io import DataError, iter_jsonl
 from .tasks import Task, get_task
 
 __all__ = ["EvalConfig", "evaluate_file", "evaluate_records", "reference_predictions", "parse_json_output", "prf",
+           "instruction_input",
            "default_out_path"]
 
 
@@ -89,11 +90,12 @@ def parse_json_output(text: Any, lenient: bool = False) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _input_of(record: dict) -> str:
+def instruction_input(record: dict, fallback: str = "") -> str:
+    """The text an IEPile instruction record asks about (its ``input``); ``fallback`` when it is not IEPile JSON."""
     try:
         inner = json.loads(record.get("instruction", ""))
     except json.JSONDecodeError:
-        return ""
+        return fallback
     return inner.get("input", "") if isinstance(inner, dict) else ""
 
 
@@ -219,7 +221,7 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
             continue
         predicted = task_obj.parse_output(parsed, rel_keys)
         if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
-            text = _input_of(record)
+            text = instruction_input(record)
             predicted = [t for t in predicted if all(s in text for s in _strings(t))]
         instance.pred.extend(predicted)
     if task_obj is None:

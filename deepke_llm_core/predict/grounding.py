@@ -11,12 +11,11 @@ hallucinated string before matching).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..evaluate import parse_json_output
+from ..evaluate import instruction_input, parse_json_output
 
-__all__ = ["extracted_strings", "ground_text", "ground_record", "input_text"]
+__all__ = ["extracted_strings", "ground_text", "ground_record"]
 
 _EMPTY = {"NAN", "nan", "无", ""}
 
@@ -53,15 +52,7 @@ def ground_text(output: str, text: str, task: str | None = None) -> dict[str, An
     return {"spans": spans, "not_found": missing}
 
 
-def input_text(record: dict) -> str:
-    """The text an instruction record asks about (the ``input`` inside an IEPile instruction)."""
-    try:
-        inner = json.loads(record.get("instruction", ""))
-    except json.JSONDecodeError:
-        return record.get("instruction", "")
-    return inner.get("input", "") if isinstance(inner, dict) else ""
-
-
 def ground_record(record: dict) -> dict:
     """The record with a ``grounding`` field for its ``output``."""
-    return {**record, "grounding": ground_text(record.get("output", ""), input_text(record), record.get("task"))}
+    return {**record, "grounding": ground_text(record.get("output", ""), instruction_input(record, fallback=record.get("instruction", "")),
+                                            record.get("task"))}
