@@ -141,6 +141,35 @@ def _run_icl(args: argparse.Namespace) -> int:
     return icl_main(args.args)
 
 
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model_name_or_path", required=True, help="base or merged model (a folder or a Hub id)")
+    p.add_argument("--checkpoint_dir", default=None, help="LoRA adapter folder")
+    p.add_argument("--model_id", default=None, help="the name clients send as `model`; default: the folder name")
+    p.add_argument("--template", default=None, help="default: the adapter's stored template, else 'auto'")
+    p.add_argument("--system_prompt", default=None, help="added when a request has no system message")
+    p.add_argument("--model_name", default=None, help="model family (chatglm, openba: another Auto class)")
+    p.add_argument("--bits", type=int, default=None, choices=[4, 8], help="bitsandbytes quantization (GPU)")
+    p.add_argument("--trust_remote_code", action="store_true")
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default): this machine only")
+    p.add_argument("--port", type=int, default=8000, help="0: a free port")
+    p.add_argument("--api_key_env", default=None, help="environment variable holding a key clients must send")
+
+
+@stage("serve", "a small OpenAI-compatible server (/v1/chat/completions) for a local model, CPU or GPU")(_add_serve)
+def _run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .serve import serve
+
+    options = vars(args).copy()
+    key_env = options.pop("api_key_env")
+    if key_env and not os.environ.get(key_env):
+        raise ValueError(f"--api_key_env {key_env}: that environment variable is empty")
+    serve(options.pop("model_name_or_path"), options.pop("checkpoint_dir"), host=options.pop("host"),
+          port=options.pop("port"), api_key=os.environ[key_env] if key_env else None, **options)
+    return 0
+
+
 def _add_quickstart(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default=None, help="where outputs go; default: a fresh temporary folder")
     p.add_argument("--model", default=None, help="hf id or path of a real model; default: the committed tiny IE base")

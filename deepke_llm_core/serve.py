@@ -1,0 +1,399 @@
+"""``deepke-llm serve``: a small OpenAI-compatible HTTP server in front of a local (fine-tuned) model.
+
+Why it exists: the ICL engines (``deepke_llm_core.icl``, engine ``ChatGPT`` with ``base_url``) talk to any
+OpenAI-compatible endpoint, and the usual way to put a local model behind one is vLLM's server, which needs a GPU.
+This server needs only transformers, so CPU users, notebooks and CI can point the same engines, the same batch
+runner, cache and resume logic, at a model they fine-tuned here: a base model plus an optional LoRA adapter, or a
+merged model. It answers ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+It is **not a production server**: one request generates at a time (a lock around ``model.generate``), there is
+no streaming, no batching across requests and no authentication unless ``api_key`` is set. For throughput on a
+GPU use ``vllm serve``; the client code does not change.
+
+Prompts are rendered the way training and ``deepke-llm infer`` render them: the template stored with the adapter
+or model (``deepke_llm.json``), else the tokenizer's chat template; the stored system prompt is added when a
+request brings none. Generation uses ``predict/hf.py``'s settings (greedy at temperature 0, stop at EOS and the
+template's end-of-turn token), so a greedy answer here equals ``deepke-llm infer``'s for the same record.
+
+From Python (a notebook, a test), in a background thread on a free port::
+
+    with serving(tiny_base_path()) as url:          # url = "http://127.0.0.1:<port>/v1"
+        ...  # OpenAI(base_url=url, api_key="unused") or create_engine("ChatGPT", EngineOptions(base_url=url))
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BadRequest", "ChatRequest", "parse_chat_request", "ChatModel", "start_server", "serving", "serve"]
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+ROLES = ("system", "user", "assistant")
+
+
+class BadRequest(ValueError):
+    """A request the server refuses; ``status`` is the HTTP status, ``param`` the offending field (if any)."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """The validated fields of a chat-completion request that this server honours."""
+
+    model: str
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+def _number(body: dict, name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            (low < value if low_open else low <= value) and value <= high):
+        bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise BadRequest(f"'{name}' must be a number in {bound}, got {value!r}", name)
+    return float(value)
+
+
+def _content(message: dict, where: str) -> str:
+    """A message's text: a string, or a list of ``{"type": "text", "text": ...}`` parts (joined)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                         and isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    raise BadRequest(f"{where}.content must be a string or a list of text parts, got {content!r:.80}", where)
+
+
+def _messages(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise BadRequest("'messages' must be a non-empty list of {\"role\", \"content\"} objects", "messages")
+    messages = []
+    for i, message in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise BadRequest(f"{where} must be an object, got {message!r:.80}", where)
+        if message.get("role") not in ROLES:
+            raise BadRequest(f"{where}.role must be one of {', '.join(ROLES)}, got {message.get('role')!r}", where)
+        messages.append({"role": message["role"], "content": _content(message, where)})
+    if messages[-1]["role"] != "user":
+        raise BadRequest("the last message must have role 'user' (the server answers it)", "messages")
+    return messages
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or len(items) > 4 or not all(isinstance(s, str) and s for s in items):
+        raise BadRequest(f"'stop' must be a non-empty string or a list of up to 4 of them, got {value!r:.80}", "stop")
+    return tuple(items)
+
+
+def _int(body: dict, name: str, low: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        raise BadRequest(f"'{name}' must be an integer{f' >= {low}' if low is not None else ''}, got {value!r}", name)
+    return value
+
+
+def parse_chat_request(body: Any, default_max_tokens: int = 256) -> ChatRequest:
+    """Validate a ``/v1/chat/completions`` body; every refusal is a :class:`BadRequest` naming the field.
+
+    ``max_completion_tokens`` (the SDK's newer name) wins over ``max_tokens``. Only ``n=1`` and non-streaming
+    requests are served. Fields the server does not use (``frequency_penalty``, ``logprobs``, ...) are ignored.
+
+    >>> parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}).max_tokens
+    5
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required: the served model's id (GET /v1/models lists it)", "model")
+    if body.get("stream"):
+        raise BadRequest("streaming is not supported by this server; send 'stream': false", "stream")
+    if body.get("n") not in (None, 1):
+        raise BadRequest(f"only n=1 is supported, got {body.get('n')!r}", "n")
+    max_tokens = _int(body, "max_completion_tokens", 1)
+    if max_tokens is None:
+        max_tokens = _int(body, "max_tokens", 1)
+    return ChatRequest(model=model, messages=_messages(body.get("messages")),
+                       max_tokens=default_max_tokens if max_tokens is None else max_tokens,
+                       temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
+                       top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+                       stop=_stop(body.get("stop")), seed=_int(body, "seed"))
+
+
+class ChatModel:
+    """A loaded model that answers chat messages; thread-safe (generation is serialized by a lock)."""
+
+    def __init__(self, model_name_or_path: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None, *,
+                 model_id: str | None = None, template: str | None = None, system_prompt: str | None = None,
+                 model_name: str | None = None, bits: int | None = None, dtype: str = "auto",
+                 trust_remote_code: bool = False):
+        """Load ``model_name_or_path`` (+ adapter ``checkpoint_dir``) with ``load_model_and_tokenizer``.
+
+        ``model_id`` is the name clients must send as ``model``; default: the adapter's or model's folder name.
+        ``template`` and ``system_prompt`` default to what the adapter/model stored at training time.
+        """
+        from .models import load_model_and_tokenizer
+        from .run_info import resolve_template, stored_run_info
+
+        base, adapter = str(model_name_or_path), str(checkpoint_dir) if checkpoint_dir else None
+        info = stored_run_info(adapter, base)
+        self.template = resolve_template(template, info, adapter or base)
+        self.system_prompt = system_prompt if system_prompt is not None else info.get("system_prompt")
+        self.model_id = model_id or Path(adapter or base).name
+        device_map = None
+        if bits in (4, 8) or _cuda_available():
+            device_map = "auto"
+        self.model, self.tokenizer = load_model_and_tokenizer(base, adapter, model_name=model_name, bits=bits, dtype=dtype,
+                                                              trust_remote_code=trust_remote_code, device_map=device_map)
+        if self.template == "auto" and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{base} has no chat template: pass template= (alpaca, llama2_zh, qwen, ...)")
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
+        self.lock = threading.Lock()
+
+    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of the rendered prompt, exactly as ``deepke-llm infer`` renders a single-turn query."""
+        from .encoding import encode
+        from .prompts import render_prompt
+
+        if self.system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        system = messages[0]["content"] if messages[0]["role"] == "system" else None
+        turns = messages[1:] if system is not None else messages
+        if len(turns) == 1:
+            return encode(self.tokenizer, render_prompt(turns[0]["content"], self.template, tokenizer=self.tokenizer,
+                                                        system=system))
+        if self.template != "auto":
+            raise BadRequest(f"template {self.template!r} renders one user turn (plus a system message); "
+                             "send a single user message", "messages")
+        return encode(self.tokenizer, self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                                         add_generation_prompt=True))
+
+    def complete(self, request: ChatRequest) -> dict[str, Any]:
+        """``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}`` for one validated request."""
+        with self.lock:  # one request at a time: the tokenizer and the model are shared
+            return self._complete(request)
+
+    def _complete(self, request: ChatRequest) -> dict[str, Any]:
+        ids = self.prompt_ids(request.messages)
+        budget = request.max_tokens
+        if self.context:
+            if len(ids) >= self.context:
+                raise BadRequest(f"the prompt is {len(ids)} tokens; the model's context is {self.context}", "messages")
+            budget = min(budget, self.context - len(ids))
+        new_ids, stopped = self._generate(ids, budget, request)
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        cut = min((text.find(s) for s in request.stop if s in text), default=-1)
+        if cut >= 0:
+            text, stopped = text[:cut], True
+        return {"text": text, "finish_reason": "stop" if stopped else "length",
+                "prompt_tokens": len(ids), "completion_tokens": len(new_ids)}
+
+    def _generate(self, ids: list[int], budget: int, request: ChatRequest) -> tuple[list[int], bool]:
+        """New token ids (up to the first stop token) and whether a stop token ended them.
+
+        Not ``HFEngine.generate``: that returns text only, and the response needs token counts and the finish
+        reason. The settings (``generation``, ``stop_ids``) are HFEngine's, so the tokens are the same.
+        """
+        import torch
+
+        from .predict.hf import HFEngine
+
+        engine = HFEngine(self.model, self.tokenizer, self.template, budget, request.temperature, request.top_p)
+        device = next(self.model.parameters()).device
+        input_ids = torch.tensor([ids], device=device)
+        with torch.random.fork_rng(devices=[], enabled=request.seed is not None), torch.inference_mode():
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **engine.generation)
+        new = out[0, len(ids):].tolist()
+        for k, token in enumerate(new):
+            if token in engine.stop_ids:
+                return new[:k], True
+        return new, False
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _error(message: str, status: int, param: str | None = None) -> dict[str, Any]:
+    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}.get(status, "server_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def _handler(chat: ChatModel, api_key: str | None, log_requests: bool) -> type[BaseHTTPRequestHandler]:
+    """The request handler class bound to one model."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "deepke-llm-serve"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+            if log_requests:
+                super().log_message(format, *args)
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            given = self.headers.get("Authorization", "")
+            if api_key is None or hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return True
+            self._send(401, _error("missing or wrong API key (send 'Authorization: Bearer <key>')", 401))
+            return False
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path == "/health":
+                return self._send(200, {"status": "ok"})
+            if not self._authorized():
+                return None
+            if path == "/v1/models":
+                return self._send(200, {"object": "list", "data": [
+                    {"id": chat.model_id, "object": "model", "created": 0, "owned_by": "deepke-llm"}]})
+            return self._send(404, _error(f"no route GET {path}; try POST /v1/chat/completions or GET /v1/models", 404))
+
+        def _body(self) -> Any:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise BadRequest("the Content-Length header is not a number") from None
+            if length > MAX_BODY_BYTES:
+                raise BadRequest(f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES}", status=413)
+            try:
+                return json.loads(self.rfile.read(length).decode("utf-8")) if length else None
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if not self._authorized():
+                return None
+            if path != "/v1/chat/completions":
+                return self._send(404, _error(f"no route POST {path}; this server answers /v1/chat/completions", 404))
+            try:
+                request = parse_chat_request(self._body())
+                if request.model != chat.model_id:
+                    raise BadRequest(f"model {request.model!r} is not served here; this server serves "
+                                     f"{chat.model_id!r} (GET /v1/models)", "model", status=404)
+                answer = chat.complete(request)
+            except BadRequest as exc:
+                return self._send(exc.status, _error(str(exc), exc.status, exc.param))
+            except Exception as exc:  # noqa: BLE001 - reported to the client as a 500, the server keeps running
+                return self._send(500, _error(f"generation failed: {type(exc).__name__}: {exc}", 500))
+            usage = {"prompt_tokens": answer["prompt_tokens"], "completion_tokens": answer["completion_tokens"],
+                     "total_tokens": answer["prompt_tokens"] + answer["completion_tokens"]}
+            self._send(200, {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+                             "created": int(time.time()), "model": chat.model_id,
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["text"]},
+                                          "finish_reason": answer["finish_reason"], "logprobs": None}],
+                             "usage": usage})
+
+    return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a client that hangs up never keeps the process alive
+
+
+def _listen(chat: ChatModel, host: str, port: int, api_key: str | None, log_requests: bool) -> tuple[_Server, str]:
+    try:
+        httpd = _Server((host, port), _handler(chat, api_key, log_requests))
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    return httpd, f"http://{shown}:{httpd.server_address[1]}/v1"
+
+
+def _chat_model(model: str | os.PathLike | ChatModel, checkpoint_dir: str | os.PathLike | None,
+                options: dict[str, Any]) -> ChatModel:
+    if isinstance(model, ChatModel):
+        if checkpoint_dir or options:
+            raise ValueError("pass loading options to ChatModel(...), not together with a loaded ChatModel")
+        return model
+    return ChatModel(model, checkpoint_dir, **options)
+
+
+def start_server(model: str | os.PathLike | ChatModel, checkpoint_dir: str | os.PathLike | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, log_requests: bool = False,
+                 **load_options: Any) -> tuple[str, Callable[[], None]]:
+    """Serve a model in a background thread; returns ``(base_url, stop)``.
+
+    ``model`` is a folder or Hub id (loaded with ``checkpoint_dir`` and ``load_options``, see :class:`ChatModel`)
+    or an already loaded :class:`ChatModel`. ``port=0`` picks a free port. ``base_url`` ends in ``/v1``, ready for
+    ``OpenAI(base_url=...)`` or ``EngineOptions(base_url=...)``. ``stop()`` shuts the server down (idempotent).
+    """
+    httpd, url = _listen(_chat_model(model, checkpoint_dir, load_options), host, port, api_key, log_requests)
+    thread = threading.Thread(target=httpd.serve_forever, name=f"deepke-llm-serve:{url}", daemon=True)
+    thread.start()
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join()
+
+    return url, stop
+
+
+@contextmanager
+def serving(model: str | os.PathLike | ChatModel, checkpoint_dir: str | os.PathLike | None = None,
+            **options: Any) -> Iterator[str]:
+    """``with serving(path) as url: ...``: :func:`start_server`, stopped when the block ends."""
+    url, stop = start_server(model, checkpoint_dir, **options)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def serve(model: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
+          port: int = 8000, api_key: str | None = None, log_requests: bool = True, **load_options: Any) -> None:
+    """Serve in the foreground until interrupted (``deepke-llm serve``); prints the base URL to stderr."""
+    import sys
+
+    chat = ChatModel(model, checkpoint_dir, **load_options)
+    httpd, url = _listen(chat, host, port, api_key, log_requests)
+    print(f"serving {chat.model_id!r} (template {chat.template}) at {url}; not a production server; Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
