@@ -1,17 +1,27 @@
-"""Pictures where people would rather look than read: training curves and per-type scores.
+"""Pictures where people would rather look than read: training curves, per-type scores, highlighted extractions.
 
 Matplotlib is imported inside each function (no work at import time) with the non-interactive ``Agg`` backend
-when no display is set, so the helpers work in notebooks, scripts and CI alike.
+when no display is set, so the helpers work in notebooks, scripts and CI alike. The extraction pictures are
+plain HTML strings with inline CSS: a notebook shows them with ``IPython.display.HTML``, ``save_html`` writes a
+standalone page, and they need no JavaScript, so they render the same in JupyterLab, VS Code, Colab and a browser.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections import Counter
+from dataclasses import dataclass, replace
+from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_history", "plot_training_history", "plot_per_type_f1"]
+if TYPE_CHECKING:
+    from .tasks import Task
+
+__all__ = ["load_history", "plot_training_history", "plot_per_type_f1", "Mark", "tuple_marks", "describe", "locate",
+           "highlight_html", "diff_tuples", "diff_html", "save_html"]
 
 
 def load_history(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -73,3 +83,294 @@ def plot_per_type_f1(result: dict[str, Any], out_png: str | os.PathLike | None =
     if out_png:
         figure.savefig(out_png, dpi=100)
     return figure
+
+
+# ---- extractions highlighted in their text (HTML) ------------------------------------------------------------------
+#
+# Model answers carry strings, not offsets, so a string is highlighted at every place it occurs: that is all the
+# answer claims. A string that occurs nowhere is listed under "not in text" (a hallucinated or paraphrased span).
+# Overlapping highlights are drawn by cutting the text at every span boundary; each piece carries all the spans
+# covering it, so nested and crossing spans both stay visible. Every piece of text and every label is HTML-escaped:
+# texts and model outputs are user data.
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One extracted string to find in the text, with the label drawn after it and the key that picks its colour."""
+
+    text: str
+    label: str
+    key: str
+    kind: str = "span"  # span, subject, object, trigger or argument: a CSS class
+    category: str = ""  # diff views: correct, fp or fn
+
+
+_CATEGORIES = {"correct": ("correct", "hsl(130, 55%, 82%)"), "fp": ("false positive", "hsl(0, 80%, 85%)"),
+               "fn": ("false negative (missed)", "hsl(215, 80%, 86%)")}
+
+_STYLE = """<style>
+.dk-viz{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans","Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;
+ line-height:2.1;max-width:60em;color:#222}
+.dk-viz .dk-title{font-weight:600;margin:.2em 0}
+.dk-viz .dk-text{white-space:pre-wrap;border:1px solid #ddd;border-radius:6px;padding:.4em .7em;background:#fff}
+.dk-viz mark{border-radius:3px;padding:.1em 0;color:inherit}
+.dk-viz mark.dk-trigger{font-weight:700;text-decoration:underline}
+.dk-viz mark.dk-overlap{outline:1px dashed #555}
+.dk-viz mark.dk-fn{outline:2px dashed #1565c0;outline-offset:-1px}
+.dk-viz .dk-label{font-size:.7em;font-weight:600;color:#fff;border-radius:3px;padding:.05em .35em;margin:0 .2em;
+ vertical-align:middle;white-space:nowrap}
+.dk-viz ul{margin:.2em 0 .4em 1.2em;padding:0;line-height:1.6}
+.dk-viz .dk-missing li{color:#a00}
+.dk-viz .dk-note{color:#a00}
+</style>"""
+
+
+def _hue(key: str) -> int:
+    """A hue from the key's hash: the same type gets the same colour in every picture and every run."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:6], 16) % 360
+
+
+def _colours(mark: Mark) -> tuple[str, str]:
+    """(highlight background, label background) of a mark: by category in a diff, else by its key."""
+    if mark.category:
+        return _CATEGORIES[mark.category][1], {"correct": "#2e7d32", "fp": "#c62828", "fn": "#1565c0"}[mark.category]
+    hue = _hue(mark.key)
+    return f"hsl({hue}, 75%, 84%)", f"hsl({hue}, 55%, 35%)"
+
+
+def _task(task: "str | Task") -> "Task":
+    from .tasks import get_task
+
+    return get_task(task) if isinstance(task, str) else task
+
+
+def _is_event(item: tuple) -> bool:
+    return len(item) == 3 and isinstance(item[2], tuple)
+
+
+def tuple_marks(item: tuple, task: "str | Task" = "") -> list[Mark]:
+    """The strings of one tuple from ``Task.parse_output`` or ``gold_tuples``, each with its label and colour key.
+
+    >>> [(m.text, m.label) for m in tuple_marks(("Tom", "works for", "Nokia"), "RE")]
+    [('Tom', 'works for: subject'), ('Nokia', 'works for: object')]
+    """
+    if _is_event(item):  # (event type, trigger, ((argument, role), ...))
+        event_type, trigger, pairs = item
+        marks = [Mark(trigger, event_type, event_type, "trigger")] if trigger else []
+        return marks + [Mark(argument, role, role, "argument") for argument, role in pairs if argument]
+    if len(item) == 2:  # (span, type): NER entities, EET triggers
+        return [Mark(item[0], item[1], item[1], "trigger" if task and _task(task).name == "EET" else "span")]
+    head, relation, tail = item
+    if task and _task(task).name == "KG":  # (entity, attribute, value)
+        return [Mark(head, "entity", "entity", "subject"), Mark(tail, relation, relation, "object")]
+    return [Mark(head, f"{relation}: subject", relation, "subject"), Mark(tail, f"{relation}: object", relation, "object")]
+
+
+def describe(item: tuple) -> str:
+    """One tuple as a line of plain text: ``type: span``, ``head → relation → tail`` or an event with its roles."""
+    if _is_event(item):
+        roles = "; ".join(f"{role} = {argument}" for argument, role in item[2])
+        return f"{item[0]}: trigger \u201c{item[1]}\u201d" + (f" ({roles})" if roles else "")
+    if len(item) == 2:
+        return f"{item[1]}: {item[0]}"
+    return f"{item[0]} \u2192 {item[1]} \u2192 {item[2]}"
+
+
+def _occurrences(text: str, needle: str) -> list[tuple[int, int]]:
+    """Every non-overlapping occurrence of ``needle`` (character offsets, so Chinese works the same as English)."""
+    found, start = [], text.find(needle)
+    while needle and start >= 0:
+        found.append((start, start + len(needle)))
+        start = text.find(needle, start + len(needle))
+    return found
+
+
+def locate(text: str, marks: list[Mark]) -> tuple[list[tuple[int, int, Mark]], list[Mark]]:
+    """``(start, end, mark)`` for every place a mark's string occurs, and the marks whose string never occurs.
+
+    >>> spans, missing = locate("Tom met Tom.", [Mark("Tom", "person", "person"), Mark("Bob", "person", "person")])
+    >>> [(s, e) for s, e, _ in spans], [m.text for m in missing]
+    ([(0, 3), (8, 11)], ['Bob'])
+    """
+    spans, missing = [], []
+    for mark in dict.fromkeys(m for m in marks if m.text):
+        places = _occurrences(text, mark.text)
+        spans += [(s, e, mark) for s, e in places]
+        if not places:
+            missing.append(mark)
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    return spans, missing
+
+
+def _label(mark: Mark, span_id: int) -> str:
+    """The small coloured tag after a highlight; its data attributes let tests and scripts read the picture back."""
+    label = mark.label + (f" \u00b7 {_CATEGORIES[mark.category][0]}" if mark.category else "")
+    data = {"mark": f"m{span_id}", "text": mark.text, "type": mark.label, "category": mark.category}
+    attributes = " ".join(f'data-{k}="{escape(v)}"' for k, v in data.items() if v)
+    return f'<span class="dk-label" {attributes} style="background:{_colours(mark)[1]}">{escape(label)}</span>'
+
+
+def _render_text(text: str, spans: list[tuple[int, int, Mark]]) -> str:
+    """The text cut at every span boundary; each piece is a ``<mark>`` naming all spans over it, labels at span ends."""
+    cuts = sorted({0, len(text), *(s for s, _, _ in spans), *(e for _, e, _ in spans)})
+    out = []
+    for a, b in zip(cuts, cuts[1:] + [None]):
+        out += [_label(m, i) for i, (_, e, m) in enumerate(spans) if e == a]
+        if b is None:
+            break
+        piece = escape(text[a:b])
+        over = sorted((i for i, (s, e, _) in enumerate(spans) if s <= a and b <= e), key=lambda i: spans[i][1] - spans[i][0])
+        if not over:
+            out.append(piece)
+            continue
+        top = spans[over[0]][2]
+        classes = ["dk-mark", f"dk-{top.kind}"] + ([f"dk-{top.category}"] if top.category else []) + (["dk-overlap"] if len(over) > 1 else [])
+        title = escape("; ".join(f"{spans[i][2].label}: {spans[i][2].text}" for i in over))
+        ids = " ".join(f"m{i}" for i in over)
+        out.append(f'<mark class="{" ".join(classes)}" data-mark="{ids}" title="{title}" '
+                   f'style="background-color:{_colours(top)[0]}">{piece}</mark>')
+    return "".join(out)
+
+
+def _list(heading: str, lines: list[str], css: str = "") -> str:
+    if not lines:
+        return ""
+    items = "".join(f'<li class="dk-item{" " + css if css else ""}">{escape(line)}</li>' for line in lines)
+    return f'<div class="{" ".join(["dk-list", css]).strip()}"><b>{escape(heading)} ({len(lines)})</b><ul>{items}</ul></div>'
+
+
+def _frame(title: str | None, body: str) -> str:
+    head = f'<div class="dk-title">{escape(title)}</div>' if title else ""
+    return f'{_STYLE}<div class="dk-viz">{head}{body}</div>'
+
+
+def _as_dict(extraction: Any, lenient: bool) -> dict | None:
+    from .evaluate import parse_json_output
+
+    return parse_json_output(extraction, lenient)
+
+
+_LIST_HEADINGS = {"NER": "Entities", "EET": "Events (type: trigger)", "RE": "Relations", "SPO": "Relations",
+                  "KG": "Entity attributes (entity \u2192 attribute \u2192 value)", "EE": "Events", "EEA": "Events"}
+
+
+def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | None = None, *,
+                   rel_keys: str = "any", lenient: bool = True) -> str:
+    """The text with every extracted string highlighted, as an HTML fragment (show it with ``IPython.display.HTML``).
+
+    Args:
+        text: the source text.
+        task: a task name (``NER``, ``RE``, ``SPO``, ``EE``, ``EET``, ``EEA``, ``KG``) or a :class:`Task`.
+        extraction: the model's answer in the task's output format, as a dict or as the raw output string.
+        title: a heading above the text.
+        rel_keys, lenient: as in ``evaluate`` (``lenient`` also reads fenced or slightly broken JSON).
+
+    Entities are coloured by type, relation spans by relation, event triggers by event type and arguments by
+    role; every highlight is followed by its label. Extracted strings that do not occur in the text are listed
+    under "not in text".
+
+    >>> html = highlight_html("Tom <b> lives in Paris.", "NER", {"person": ["Tom"], "location": ["Rome"]})
+    >>> ">Tom</mark>" in html, "&lt;b&gt; lives" in html, "Not in text (1)" in html
+    (True, True, True)
+    """
+    task_obj = _task(task)
+    parsed = _as_dict(extraction, lenient)
+    if parsed is None:
+        note = '<div class="dk-note">the output is not a JSON object; nothing to highlight</div>'
+        return _frame(title, f'<div class="dk-text">{escape(text)}</div>{note}')
+    items = task_obj.parse_output(parsed, rel_keys)
+    spans, missing = locate(text, [m for item in items for m in tuple_marks(item, task_obj)])
+    body = (f'<div class="dk-text">{_render_text(text, spans)}</div>'
+            + _list(_LIST_HEADINGS.get(task_obj.name, "Extractions"), [describe(i) for i in items])
+            + _list("Not in text", [f"{m.label}: {m.text}" for m in missing], "dk-missing"))
+    return _frame(title, body)
+
+
+def _level_marks(prefix: str, item: tuple, task: "Task") -> list[Mark]:
+    """Marks of one scored item: EE's levels score ``(type, trigger)`` and ``(type, argument, role)``."""
+    if prefix == "event_":
+        return [Mark(item[1], item[0], item[0], "trigger")] if item[1] else []
+    if prefix == "argument_":
+        return [Mark(item[1], f"{item[2]} ({item[0]})", item[2], "argument")]
+    return tuple_marks(item, task)
+
+
+def _level_describe(prefix: str, item: tuple) -> str:
+    if prefix == "event_":
+        return f"{item[0]}: trigger \u201c{item[1]}\u201d"
+    if prefix == "argument_":
+        return f"{item[0]}: {item[2]} = {item[1]}"
+    return describe(item)
+
+
+def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[tuple]:
+    """Gold tuples from a record's ``label`` (list or JSON string) or from an answer-shaped dict."""
+    if isinstance(gold, str):
+        gold = json.loads(gold)
+    return task.gold_tuples(gold) if isinstance(gold, list) else task.parse_output(gold, rel_keys)
+
+
+def diff_tuples(task: "str | Task", predicted: Any, gold: Any, *, rel_keys: str = "any", match_mode: str = "normal",
+                lenient: bool = False) -> dict[str, dict[str, list[tuple]]]:
+    """Correct, false-positive and false-negative items per scoring level, counted exactly as ``evaluate`` counts.
+
+    ``predicted`` is an answer (dict or raw output string; one that does not parse predicts nothing, as a parse
+    error does in ``evaluate``); ``gold`` is a record's ``label`` list or an answer-shaped dict. The keys are the
+    task's level prefixes (``""``; ``event_`` and ``argument_`` for EE and EEA); items are multisets, or sets with
+    ``match_mode="set"``.
+
+    >>> d = diff_tuples("NER", {"person": ["Tom", "Ann"]}, [{"entity": "Tom", "entity_type": "person"},
+    ...                                                   {"entity": "Paris", "entity_type": "location"}])
+    >>> d[""]["correct"], d[""]["fp"], d[""]["fn"]
+    ([('Tom', 'person')], [('Ann', 'person')], [('Paris', 'location')])
+    """
+    task_obj = _task(task)
+    parsed = _as_dict(predicted, lenient)
+    pred = task_obj.parse_output(parsed, rel_keys) if parsed is not None else []
+    golds = _gold_items(task_obj, gold, rel_keys)
+    if match_mode == "set":
+        pred, golds = list(dict.fromkeys(pred)), list(dict.fromkeys(golds))
+    pred_levels, gold_levels = task_obj.score_levels(pred), task_obj.score_levels(golds)
+    result = {}
+    for prefix in pred_levels:
+        p = Counter(item for _, item in pred_levels[prefix])
+        g = Counter(item for _, item in gold_levels.get(prefix, []))
+        result[prefix] = {"correct": list((p & g).elements()), "fp": list((p - g).elements()),
+                          "fn": list((g - p).elements())}
+    return result
+
+
+def diff_html(text: str, task: "str | Task", predicted: Any, gold: Any, title: str | None = None, *,
+              rel_keys: str = "any", match_mode: str = "normal", lenient: bool = False) -> str:
+    """Prediction against gold in the text: correct (green), false positives (red), missed gold (blue, dashed).
+
+    The categories are :func:`diff_tuples` (``evaluate``'s matching); EE and EEA show both scoring levels.
+    """
+    task_obj = _task(task)
+    diff = diff_tuples(task_obj, predicted, gold, rel_keys=rel_keys, match_mode=match_mode, lenient=lenient)
+    marks, lists, missing = [], [], []
+    for prefix, groups in diff.items():
+        level = {"event_": "events: ", "argument_": "arguments: "}.get(prefix, "")
+        for category, items in groups.items():
+            for item in items:
+                marks += [replace(m, category=category) for m in _level_marks(prefix, item, task_obj)]
+            lists.append(_list(level + _CATEGORIES[category][0], [_level_describe(prefix, i) for i in items],
+                               f"dk-{category}"))
+    spans, not_found = locate(text, marks)
+    note = "" if _as_dict(predicted, lenient) is not None else \
+        '<div class="dk-note">the prediction is not a JSON object: it predicts nothing (a parse error)</div>'
+    body = (f'<div class="dk-text">{_render_text(text, spans)}</div>{note}' + "".join(lists)
+            + _list("Not in text", [f"{m.label} ({_CATEGORIES[m.category][0]}): {m.text}" for m in not_found],
+                    "dk-missing"))
+    return _frame(title, body)
+
+
+def save_html(fragment: str, path: str | os.PathLike, title: str = "DeepKE-LLM extraction") -> Path:
+    """Write a fragment as a standalone page (UTF-8, inline CSS, no external assets) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page = ('<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{escape(title)}</title>\n</head>\n<body>\n{fragment}\n</body>\n</html>\n")
+    path.write_text(page, encoding="utf-8")
+    return path

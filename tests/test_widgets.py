@@ -1,0 +1,155 @@
+"""The extraction behind the interactive app, with the committed tiny IE base (a real model that really extracts NER).
+
+The sentences come from the base's synthetic ontology (``deepke_llm_core.synthetic``): the base reads them right,
+and greedy decoding makes the answers deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from deepke_llm_core.convert import ConvertConfig, convert_file
+from deepke_llm_core.io import DataError
+from deepke_llm_core.prompts import query_of, render_prompt
+from deepke_llm_core.tiny_base import tiny_base_path
+from deepke_llm_core.widgets import (ICLBackend, LocalModelBackend, build_instructions, default_schema_text, extract,
+                                     extractor_app, merge_answers, oneke_backend, parse_schema_text, tiny_base_schema_text)
+from tests.conftest import read_lines, write_lines
+from tests.icl_server import FakeOpenAI
+
+EN = "Maria Garcia joined Deutsche Bank as an engineer in 2021."
+ZH = "周杰出生在成都，现在就职于阿里巴巴。"
+
+
+@pytest.fixture(scope="module")
+def tiny_backend() -> LocalModelBackend:
+    return LocalModelBackend(tiny_base_path(), max_new_tokens=96)
+
+
+def test_instructions_are_the_converters_test_records(tmp_path):
+    schema = default_schema_text("RE", "en")
+    (tmp_path / "schema.json").write_text(schema, encoding="utf-8")
+    write_lines(tmp_path / "raw.json", [{"text": EN}])
+    convert_file(ConvertConfig(src_path=str(tmp_path / "raw.json"), tgt_path=str(tmp_path / "test.json"), task="RE",
+                               language="en", schema_path=str(tmp_path / "schema.json"), split="test", split_num=4,
+                               source="<text>", progress=False))
+    records = build_instructions(EN, "re", schema, "en")
+    assert records == [{**r, "source": ""} for r in read_lines(tmp_path / "test.json")]
+    assert len(records) == 4 and json.loads(records[0]["instruction"])["input"] == EN  # 14 relations, 4 per instruction
+    with pytest.raises(ValueError, match="empty"):
+        build_instructions("  ", "NER", schema, "en")
+
+
+def test_schema_text_in_both_forms_and_located_errors():
+    three_lines = parse_schema_text('["person", "location"]\n[]\n{}\n')
+    as_object = parse_schema_text('{"type_list": ["person", "location"]}')
+    assert three_lines.types == as_object.types == ["person", "location"]
+    with pytest.raises(DataError, match="^schema:2: role_list"):
+        parse_schema_text('["person"]\n[oops\n{}\n')
+    assert json.loads(tiny_base_schema_text("NER", "zh").splitlines()[0]) == ["人物", "地点", "组织机构"]  # no 产品: held out
+    assert tiny_base_schema_text("KG", "en") == default_schema_text("KG", "en")
+
+
+def test_merge_answers_joins_chunks():
+    merged = merge_answers([{"founder": [{"subject": "A", "object": "B"}]}, None,
+                            {"founder": [{"subject": "C", "object": "D"}], "capital": []},
+                            {"person": {"Tom": {"age": "3"}}}, {"person": {"Ann": {"age": "4"}}}])
+    assert merged == {"founder": [{"subject": "A", "object": "B"}, {"subject": "C", "object": "D"}], "capital": [],
+                      "person": {"Tom": {"age": "3"}, "Ann": {"age": "4"}}}
+
+
+@pytest.mark.parametrize("language, text, expected", [
+    ("en", EN, {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}),
+    ("zh", ZH, {"人物": ["周杰"], "地点": ["成都"], "组织机构": ["阿里巴巴"]}),
+])
+def test_the_tiny_base_extracts_entities(tiny_backend, language, text, expected):
+    raw, parsed = extract(text, "NER", tiny_base_schema_text("NER", language), language, tiny_backend)
+    assert len(raw) == 1 and json.loads(raw[0]) == parsed
+    assert {k: v for k, v in parsed.items() if v} == expected
+
+
+def test_an_adapter_is_loaded_onto_its_base(tiny_backend, tmp_path):
+    """A freshly initialised LoRA adapter (B = 0) changes nothing: the answers must equal the base's."""
+    from peft import LoraConfig, get_peft_model
+
+    from deepke_llm_core.models import load_model_and_tokenizer
+    from deepke_llm_core.run_info import write_run_info
+
+    model, _ = load_model_and_tokenizer(str(tiny_base_path()))
+    adapter = tmp_path / "adapter"
+    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    write_run_info(adapter, {"template": "auto", "system_prompt": None})
+    with_adapter = LocalModelBackend(tiny_base_path(), str(adapter), max_new_tokens=96)
+    schema = tiny_base_schema_text("NER", "en")
+    assert extract(EN, "NER", schema, "en", with_adapter) == extract(EN, "NER", schema, "en", tiny_backend)
+    with pytest.raises(ValueError, match="trained with --template auto"):
+        LocalModelBackend(tiny_base_path(), str(adapter), template="qwen")
+
+
+def test_oneke_backend_prompts_with_llama2_zh(tiny_qwen):
+    """A model with no stored template (the tiny base stores ``auto`` and would refuse another, as infer does)."""
+    oneke = oneke_backend(tiny_qwen, max_new_tokens=8)
+    record = build_instructions(ZH, "NER", tiny_base_schema_text("NER", "zh"), "zh")[0]
+    tokenizer = oneke._load()[1]
+    prompt = tokenizer.decode(oneke.prompt_ids(record))
+    assert prompt == render_prompt(query_of(record), "llama2_zh", tokenizer=tokenizer)
+    assert prompt.startswith("[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n{")
+    assert len(oneke.complete([record, record])) == 2
+
+
+class TinyBaseAnswerer:
+    """The OpenAI-compatible test server answering with the tiny IE base, as a chat model would be served."""
+
+    def __init__(self, backend: LocalModelBackend):
+        self.model, self.tokenizer, self.engine = backend._load()
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict) -> tuple[str, int, int]:
+        from deepke_llm_core.encoding import encode
+
+        ids = encode(self.tokenizer, self.tokenizer.apply_chat_template(body["messages"], tokenize=False,
+                                                                        add_generation_prompt=True))
+        with self.lock:
+            answer = self.engine.generate([ids])[0]
+        return answer, len(ids), 0
+
+
+def test_icl_backend_asks_an_openai_compatible_endpoint(tiny_backend, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-widgets")
+    with FakeOpenAI(TinyBaseAnswerer(tiny_backend)) as server:
+        backend = ICLBackend("ChatGPT", model_id="tiny-ie-base", base_url=server.url)
+        raw, parsed = extract(EN, "NER", tiny_base_schema_text("NER", "en"), "en", backend)
+    assert {k: v for k, v in parsed.items() if v} == {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}
+    assert server.bodies[0]["model"] == "tiny-ie-base"
+    assert json.loads(server.bodies[0]["messages"][-1]["content"])["input"] == EN
+    assert server.auth == ["Bearer sk-test-widgets"] and "sk-test" not in repr(backend)
+
+
+def test_the_app_extracts_on_click(tiny_backend):
+    pytest.importorskip("ipywidgets")
+    app = extractor_app(text=ZH, language="zh", backend=tiny_backend)
+    assert json.loads(app.schema.value.splitlines()[0]) == ["人物", "地点", "组织机构"]
+    app.button.click()
+    assert "done" in app.status.value
+    assert '>阿里巴巴</mark><span class="dk-label"' in app.result.value and "&quot;周杰&quot;" in app.raw.value
+    app.task.value = "RE"
+    assert json.loads(app.schema.value.splitlines()[1]) == ["就职于", "出生地", "位于", "创始人"]  # the base's relations
+
+
+def test_the_app_builds_its_backend_from_the_form_and_reports_errors():
+    pytest.importorskip("ipywidgets")
+    app = extractor_app(text=EN)
+    assert app.model.value == str(tiny_base_path()) and app.kind.value == "local model"
+    assert app.run() is not None and ">Maria Garcia</mark>" in app.result.value
+    assert app.backend() is app.backend()  # built once, reused
+    app.text.value = ""
+    assert app.run() is None and "ValueError" in app.status.value and "empty" in app.status.value
+    assert app.result.value == "" and app.raw.value == ""  # the earlier answer is gone
+    app.text.value, app.kind.value, app.base_url.value = EN, "ICL API engine", "http://127.0.0.1:9/v1"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("OPENAI_API_KEY", "DEEPKE_API_KEY"):
+            patch.delenv(name, raising=False)
+        assert app.run() is None and "needs an API key" in app.status.value
