@@ -38,6 +38,11 @@ def stop_token_ids(tokenizer: Any, model: Any, template: str) -> list[int]:
     return ids
 
 
+def is_prompt_learning(model: Any) -> bool:
+    """A PEFT model with virtual tokens (P-Tuning, prefix or prompt tuning), as opposed to LoRA or a plain model."""
+    return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+
+
 class HFEngine:
     """Generate for prompts given as token ids; one instance per model."""
 
@@ -56,6 +61,11 @@ class HFEngine:
             self.generation.update(temperature=temperature, top_p=top_p)
         else:  # override sampling defaults a model's generation_config may carry
             self.generation.update(temperature=None, top_p=None, top_k=None)
+        if is_prompt_learning(model):
+            # PEFT (0.21) looks for the KV cache under `past_key_values`, transformers 5 passes it as `cache`: with a
+            # cache, P-Tuning re-injects its virtual tokens at every step (garbage) and prefix tuning is silently
+            # dropped (the base model's answer). Without a cache both are exact, only slower (tests/test_ptuning.py).
+            self.generation["use_cache"] = False
 
     def generate(self, prompts: list[list[int]], schemas: list[dict] | None = None) -> list[str]:
         """Texts generated for a batch of prompt ids (left padding, so every prompt ends where generation starts).
