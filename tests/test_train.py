@@ -98,3 +98,24 @@ def test_training_history_is_plotted(tiny_qwen, ner_files, tmp_path):
     figure = plot_training_history(tmp_path / "run", tmp_path / "history.png")
     assert (tmp_path / "history.png").stat().st_size > 5000
     assert len(figure.axes[0].lines) == 2  # train loss and eval loss
+
+
+def test_tokenizing_in_worker_processes_gives_the_same_examples(tiny_qwen, ner_files, capsys):
+    """``--preprocessing_num_workers`` (the draft README passes 16) tokenizes with datasets' ``num_proc``."""
+    from deepke_llm_core.models import load_model_and_tokenizer
+    from deepke_llm_core.train import build_dataset, load_training_records
+
+    _, tokenizer = load_model_and_tokenizer(str(tiny_qwen))
+    records = load_training_records(str(ner_files["train"]))
+    model = ModelArguments(model_name_or_path=str(tiny_qwen))
+    lengths = sorted(row["length"] for row in build_dataset(records, tokenizer, model, DataArguments(train_file="t"), "all").to_list())
+    cutoff = lengths[len(lengths) // 2]  # skips the longer half
+    built = {}
+    for workers in (None, 2):
+        data = DataArguments(train_file=str(ner_files["train"]), cutoff_len=cutoff, preprocessing_num_workers=workers)
+        built[workers] = build_dataset(records, tokenizer, model, data, "train").to_list()
+        built[workers, "report"] = capsys.readouterr().err.strip().splitlines()[-1]
+    assert built[None] == built[2] and 0 < len(built[2]) < len(records)  # the same examples skipped
+    assert built[None, "report"] == built[2, "report"] and f"longer than cutoff_len={cutoff} skipped" in built[2, "report"]
+    assert parse_finetune_args(["--model_name_or_path", "m", "--train_file", "t", "--output_dir", "o",
+                                "--preprocessing_num_workers", "16"])[1].preprocessing_num_workers == 16

@@ -273,7 +273,11 @@ class LocalChatEngine(Engine):
             from ..models import load_model_and_tokenizer
 
             trust = self.remote_code if self.options.trust_remote_code is None else self.options.trust_remote_code
-            model, tokenizer = load_model_and_tokenizer(self.options.model_id, trust_remote_code=trust)
+            import torch
+
+            # On a GPU, spread the weights over the visible devices (as `deepke-llm infer` does); else CPU.
+            device_map = "auto" if torch.cuda.is_available() else None
+            model, tokenizer = load_model_and_tokenizer(self.options.model_id, trust_remote_code=trust, device_map=device_map)
             if not getattr(tokenizer, "chat_template", None):
                 raise ValueError(f"{self.options.model_id} has no chat template; ICL needs a chat (instruct) model")
             self._loaded = (model, tokenizer)
