@@ -17,6 +17,9 @@ FORBIDDEN = ("input(", "getpass", "OPENAI_API_KEY=", "sk-")
 def test_notebook_is_committed_clean(path: Path):
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "starts with a title"
+    opening = "\n".join(c.source for c in nb.cells[:3] if c.cell_type == "markdown")
+    assert "What you will learn" in opening or "what you will learn" in opening, "says what you will learn"
+    assert "colab.research.google.com/github/" in opening and f"/notebooks/{path.name})" in opening, "has its Colab badge"
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged `parameters`"
     for cell in nb.cells:
