@@ -1,10 +1,16 @@
 """Does training teach? Learning tests on the committed tiny IE base, through the real CLI and file formats.
 
 The fine-tuning data is a "new domain" for the base: NER sentences from templates it never trained on (same
-closed entity vocabulary). LoRA fine-tuning on a small training file takes F1 on those very examples to >= 95
-(masking, template, generation and parsing all line up), over two seeds. The base itself is checked against
-the held-out F1 it was committed with, and guided decoding against unguided. Improvement on *other* sentences
-of the new domain is not asserted: measured, it was not reliable at this model size (see the issue note).
+closed entity vocabulary). Over two seeds each:
+
+(a) LoRA on 16 examples, many epochs, takes F1 on those very examples to >= 95 (masking, template, generation and
+    parsing all line up);
+(b) LoRA on 64 examples for 100 steps (about 12 epochs) raises F1 on 64 *other* sentences of the domain by at least
+    ``GENERALISE["margin"]`` points. Measured over six seeds (0-5): 44.2 -> 52.84, 41.76 -> 55.75, 47.15 -> 59.66,
+    45.41 -> 53.66, 40.33 -> 54.7, 44.38 -> 57.06, i.e. +8.3 to +14.4. Training longer overfits the training
+    sentences: 600 steps on 96 sentences moved held-out F1 by -22 to +16 depending on the seed.
+
+The base itself is checked against the held-out F1 it was committed with, and guided decoding against unguided.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from tests.conftest import write_lines
 pytestmark = pytest.mark.slow
 
 FIT = {"records": 16, "steps": 400, "lr": "3e-3"}  # (a): many epochs over a few examples
+GENERALISE = {"records": 64, "held_out": 64, "steps": 100, "lr": "3e-3", "margin": 5.0}  # (b): a few epochs
 
 
 def scores(capsys, path, task="NER") -> dict:
@@ -39,18 +46,18 @@ def base():
     return tiny_base_path()
 
 
-def prepare(tmp_path, seed, n_train) -> dict:
+def prepare(tmp_path, seed, n_train, n_held_out=24) -> dict:
     """A "new domain" for the base: English NER sentences built from the templates the base never trained on.
 
-    Returns a train file, the same records as a test file ("fit") and 24 other sentences of that domain
+    Returns a train file, the same records as a test file ("fit") and ``n_held_out`` other sentences of that domain
     ("held_out"; same closed entity vocabulary, no text shared with the training file).
     """
     from deepke_llm_core import synthetic
 
     train = synthetic.make_records("NER", "en", n_train, seed=seed, split="test", exclude=(HELD_OUT_TYPE,))
     seen = {r["text"] for r in train}
-    others = synthetic.make_records("NER", "en", 24 + n_train, seed=seed + 1000, split="test", exclude=(HELD_OUT_TYPE,))
-    held_out = [r for r in others if r["text"] not in seen][:24]
+    others = synthetic.make_records("NER", "en", n_held_out + n_train, seed=seed + 1000, split="test", exclude=(HELD_OUT_TYPE,))
+    held_out = [r for r in others if r["text"] not in seen][:n_held_out]
     raw = tmp_path / "data" / "NER"
     write_lines(raw / "train.json", train)
     write_lines(raw / "held_out.json", held_out)
@@ -88,6 +95,15 @@ def test_lora_fits_the_examples_it_is_shown(base, tmp_path, capsys, seed):
     before, after = before_after(base, adapter, files["fit"], tmp_path, capsys, "fit")
     print(f"(a) seed {seed}: F1 on the training examples {before} -> {after}")
     assert before < 75 and after >= 95, (before, after)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lora_improves_held_out_sentences_of_the_domain(base, tmp_path, capsys, seed):
+    files = prepare(tmp_path, seed, GENERALISE["records"], GENERALISE["held_out"])
+    adapter = lora(base, files["train"], tmp_path / "lora", GENERALISE["steps"], GENERALISE["lr"], seed)
+    before, after = before_after(base, adapter, files["held_out"], tmp_path, capsys, "held_out")
+    print(f"(b) seed {seed}: F1 on {GENERALISE['held_out']} held-out sentences {before} -> {after}")
+    assert after - before >= GENERALISE["margin"], (before, after)
 
 
 def test_committed_base_still_extracts_held_out_sentences(base, tmp_path, capsys):
