@@ -3,8 +3,9 @@
 The fine-tuning data is a "new domain" for the base: NER sentences from templates it never trained on (same
 closed entity vocabulary). Over two seeds each:
 
-(a) LoRA on 16 examples, many epochs, takes F1 on those very examples to >= 95 (masking, template, generation and
-    parsing all line up);
+(a) LoRA on 16 examples of the type the base never saw (``product``, asked alone), 800 steps, takes F1 on those very
+    examples from 0 to >= 95 (masking, template, generation and parsing all line up). Measured: 0 -> 100 for seeds
+    0 and 1; 400 steps gave 62.5 (the second word of a product name came from the wrong product);
 (b) LoRA on 64 examples for 100 steps (about 12 epochs) raises F1 on 64 *other* sentences of the domain by at least
     ``GENERALISE["margin"]`` points. Measured over six seeds (0-5): 44.2 -> 52.84, 41.76 -> 55.75, 47.15 -> 59.66,
     45.41 -> 53.66, 40.33 -> 54.7, 44.38 -> 57.06, i.e. +8.3 to +14.4. Training longer overfits the training
@@ -25,7 +26,7 @@ from tests.conftest import write_lines
 
 pytestmark = pytest.mark.slow
 
-FIT = {"records": 16, "steps": 400, "lr": "3e-3"}  # (a): many epochs over a few examples
+FIT = {"records": 16, "steps": 800, "lr": "3e-3"}  # (a): many epochs over a few examples
 GENERALISE = {"records": 64, "held_out": 64, "steps": 100, "lr": "3e-3", "margin": 5.0}  # (b): a few epochs
 
 
@@ -88,13 +89,35 @@ def before_after(base, adapter, test_file, tmp_path, capsys, name):
     return scores(capsys, tmp_path / f"before_{name}.json")["F1"], scores(capsys, tmp_path / f"after_{name}.json")["F1"]
 
 
+def prepare_new_type(tmp_path, seed, n_train) -> dict:
+    """Sentences with a ``product``, a type held out of the base, annotated and asked for that type alone.
+
+    Returns the train file and the same records as a test file ("fit").
+    """
+    from deepke_llm_core import synthetic
+
+    records = synthetic.make_records("NER", "en", n_train, seed=seed, split="test", require=(HELD_OUT_TYPE,))
+    for record in records:
+        record["entity"] = [e for e in record["entity"] if e["entity_type"] == HELD_OUT_TYPE]
+    raw = tmp_path / "data" / "NER"
+    write_lines(raw / "train.json", records)
+    (raw / "schema.json").write_text(json.dumps([HELD_OUT_TYPE]) + "\n[]\n{}\n", encoding="utf-8")
+    files = {}
+    for name, split in (("train", "train"), ("fit", "test")):
+        files[name] = tmp_path / f"{name}.json"
+        assert main(["convert", "--src_path", str(raw / "train.json"), "--tgt_path", str(files[name]),
+                     "--schema_path", str(raw / "schema.json"), "--task", "NER", "--language", "en",
+                     "--split_num", "6", "--split", split]) == 0
+    return files
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_lora_fits_the_examples_it_is_shown(base, tmp_path, capsys, seed):
-    files = prepare(tmp_path, seed, FIT["records"])
+    files = prepare_new_type(tmp_path, seed, FIT["records"])
     adapter = lora(base, files["train"], tmp_path / "lora", FIT["steps"], FIT["lr"], seed)
     before, after = before_after(base, adapter, files["fit"], tmp_path, capsys, "fit")
-    print(f"(a) seed {seed}: F1 on the training examples {before} -> {after}")
-    assert before < 75 and after >= 95, (before, after)
+    print(f"(a) seed {seed}: F1 on the training examples ({HELD_OUT_TYPE} only) {before} -> {after}")
+    assert before <= 5 and after >= 95, (before, after)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
