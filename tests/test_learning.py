@@ -3,9 +3,10 @@
 The fine-tuning data is a "new domain" for the base: NER sentences from templates it never trained on (same
 closed entity vocabulary). Over two seeds each:
 
-(a) LoRA on 16 examples of the type the base never saw (``product``, asked alone), 800 steps, takes F1 on those very
+(a) LoRA on 16 examples of the type the base never saw (``product``, asked alone), 1200 steps, takes F1 on those very
     examples from 0 to >= 95 (masking, template, generation and parsing all line up). Measured: 0 -> 100 for seeds
-    0 and 1; 400 steps gave 62.5 (the second word of a product name came from the wrong product);
+    0 and 1; 800 steps gave 100 in four runs and 93.75 in a fifth (one product name half wrong: training on 2 threads
+    is not bit-reproducible), 400 steps 62.5 (the second word of a product name came from the wrong product);
 (b) LoRA on 64 examples for 100 steps (about 12 epochs) raises F1 on 64 *other* sentences of the domain by at least
     ``GENERALISE["margin"]`` points. Measured over six seeds (0-5): 44.2 -> 52.84, 41.76 -> 55.75, 47.15 -> 59.66,
     45.41 -> 53.66, 40.33 -> 54.7, 44.38 -> 57.06, i.e. +8.3 to +14.4. Training longer overfits the training
@@ -26,7 +27,7 @@ from tests.conftest import write_lines
 
 pytestmark = pytest.mark.slow
 
-FIT = {"records": 16, "steps": 800, "lr": "3e-3"}  # (a): many epochs over a few examples
+FIT = {"records": 16, "steps": 1200, "lr": "3e-3"}  # (a): many epochs over a few examples
 GENERALISE = {"records": 64, "held_out": 64, "steps": 100, "lr": "3e-3", "margin": 5.0}  # (b): a few epochs
 
 
