@@ -338,7 +338,25 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
 def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse, train, print the metrics (the ``deepke-llm finetune`` body)."""
     model_args, data_args, method, train_args = parse_finetune_args(argv)
-    metrics = finetune(model_args, data_args, method, train_args)
+    try:
+        metrics = finetune(model_args, data_args, method, train_args)
+        _leave_process_group(wait_for_all=True)
+    finally:
+        _leave_process_group(wait_for_all=False)  # after an error: no barrier, the other ranks may be gone
     print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=str))
     return metrics
+
+
+def _leave_process_group(wait_for_all: bool) -> None:
+    """Under torchrun, tear the process group down (after every rank is done) before the interpreter exits.
+
+    Left to interpreter shutdown, a rank of a DeepSpeed run on CPU once aborted after saving ("terminate called
+    without an active exception": a communication thread destroyed while still running), failing the job.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
+        dist.destroy_process_group()
 
