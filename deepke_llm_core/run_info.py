@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUN_INFO_FILE", "write_run_info", "stored_run_info", "resolve_template"]
+__all__ = ["RUN_INFO_FILE", "write_run_info", "stored_run_info", "resolve_template", "require_chat_template"]
 
 RUN_INFO_FILE = "deepke_llm.json"
 
@@ -49,3 +49,10 @@ def resolve_template(requested: str | None, info: dict[str, Any], where: str) ->
         raise ValueError(f"{where} was trained with --template {stored}, not {requested}: pass --template {stored} "
                          "(or omit --template to use the stored one)")
     return requested
+
+
+def require_chat_template(template: str, tokenizer: Any, model: str | os.PathLike, option: str = "--template") -> None:
+    """``auto`` renders with the tokenizer's chat template; a base model without one needs a legacy template name."""
+    if template == "auto" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{model} has no chat template: pass {option} with a legacy name (alpaca, llama2, llama2_zh, "
+                         "qwen, ...) that matches how the model was trained")

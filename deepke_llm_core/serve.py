@@ -160,7 +160,7 @@ class ChatModel:
         ``template`` and ``system_prompt`` default to what the adapter/model stored at training time.
         """
         from .models import load_model_and_tokenizer
-        from .run_info import resolve_template, stored_run_info
+        from .run_info import require_chat_template, resolve_template, stored_run_info
 
         base, adapter = str(model_name_or_path), str(checkpoint_dir) if checkpoint_dir else None
         info = stored_run_info(adapter, base)
@@ -172,8 +172,7 @@ class ChatModel:
             device_map = "auto"
         self.model, self.tokenizer = load_model_and_tokenizer(base, adapter, model_name=model_name, bits=bits, dtype=dtype,
                                                               trust_remote_code=trust_remote_code, device_map=device_map)
-        if self.template == "auto" and not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"{base} has no chat template: pass template= (alpaca, llama2_zh, qwen, ...)")
+        require_chat_template(self.template, self.tokenizer, base, "template=")
         self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
         self.lock = threading.Lock()
 

@@ -25,7 +25,7 @@ from typing import Any
 from .args import parse_settings
 from .encoding import tokenize_example
 from .io import read_instruction_records
-from .run_info import write_run_info
+from .run_info import require_chat_template, write_run_info
 
 __all__ = [
     "ModelArguments", "DataArguments", "FinetuningArguments", "TrainingArguments",
@@ -252,9 +252,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         model_args.model_name_or_path, model_args.checkpoint_dir, model_name=model_args.model_name, bits=model_args.bits,
         dtype=dtype, double_quant=model_args.double_quant, quant_type=model_args.quant_type, is_trainable=True,
         padding_side="right", trust_remote_code=model_args.trust_remote_code)
-    if model_args.template == "auto" and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{model_args.model_name_or_path} has no chat template: pass --template with a legacy name "
-                         "(alpaca, llama2, qwen, ...) that matches how the model was trained")
+    require_chat_template(model_args.template, tokenizer, model_args.model_name_or_path)
 
     warn_if_template_markers_unknown(model_args.template, tokenizer)
     train_set = build_dataset(train_records, tokenizer, model_args, data_args, "train")

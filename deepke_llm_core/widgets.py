@@ -69,6 +69,7 @@ class LocalModelBackend:
         if self._loaded is None:
             from .models import load_model_and_tokenizer
             from .predict.hf import HFEngine
+            from .run_info import require_chat_template
 
             device_map = None
             if self.use_gpu:
@@ -79,8 +80,7 @@ class LocalModelBackend:
                 device_map = "auto"
             model, tokenizer = load_model_and_tokenizer(self.model_name_or_path, self.checkpoint_dir, bits=self.bits,
                                                         device_map=device_map)
-            if self.template == "auto" and not getattr(tokenizer, "chat_template", None):
-                raise ValueError(f"{self.model_name_or_path} has no chat template: pass template= (alpaca, llama2_zh, qwen, ...)")
+            require_chat_template(self.template, tokenizer, self.model_name_or_path, "template=")
             self._loaded = (model, tokenizer, HFEngine(model, tokenizer, self.template, self.max_new_tokens))
         return self._loaded
 

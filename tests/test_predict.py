@@ -136,3 +136,21 @@ def test_ground_flag_adds_offsets_to_prediction_records(tiny_qwen, ner_files, tm
     infer(tiny_qwen, ner_files["test"], tmp_path / "g.json", ground=True, max_new_tokens=8)
     records = read_lines(tmp_path / "g.json")
     assert all(set(r["grounding"]) >= {"spans", "not_found"} for r in records)
+
+
+def test_a_base_without_a_chat_template_needs_a_legacy_template(tiny_qwen, ner_files, tmp_path, capsys):
+    """``--template auto`` on a model whose tokenizer has no chat template is refused with the fix, not rendered."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_qwen, bare)
+    config_path = bare / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps(config))
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    args = ["infer", "--model_name_or_path", str(bare), "--input_file", str(ner_files["test"]),
+            "--output_file", str(tmp_path / "out.json")]
+    assert main(args) == 2
+    assert "has no chat template: pass --template with a legacy name" in capsys.readouterr().err
+    assert main(args + ["--template", "alpaca", "--max_new_tokens", "4"]) == 0

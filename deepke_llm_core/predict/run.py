@@ -12,7 +12,7 @@ from typing import Any
 
 from ..args import parse_settings
 from ..io import DataError, read_instruction_records
-from ..run_info import resolve_template, stored_run_info
+from ..run_info import require_chat_template, resolve_template, stored_run_info
 
 __all__ = ["InferArguments", "parse_infer_args", "run_inference"]
 
@@ -108,8 +108,7 @@ def run_inference(args: InferArguments) -> dict[str, Any]:
                                                     bits=args.bits, dtype=dtype, trust_remote_code=args.trust_remote_code,
                                                     device_map="auto" if torch.cuda.is_available() else None)
         warn_if_template_markers_unknown(template, tokenizer)
-        if template == "auto" and not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"{args.model_name_or_path} has no chat template: pass --template (alpaca, llama2_zh, qwen, ...)")
+        require_chat_template(template, tokenizer, args.model_name_or_path)
         prompts = {i: encode_prompt(records[i], tokenizer, template, system, args.cutoff_len)[0] for i in todo}
         engine = HFEngine(model, tokenizer, template, args.max_new_tokens, args.temperature, args.top_p, args.guided)
         schemas = None
