@@ -246,6 +246,11 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     from .models import load_model_and_tokenizer
 
     _check_arguments(model_args, method, train_args)
+    # Seed before anything random is built: LoRA/P-Tuning weights are initialised by get_peft_model, before
+    # Trainer would seed, so without this two runs of the same command start from different adapters.
+    from transformers import set_seed
+
+    set_seed(train_args.seed)
     train_records = load_training_records(data_args.train_file)
     dtype = "bf16" if train_args.bf16 else "fp16" if train_args.fp16 else "fp32"
     model, tokenizer = load_model_and_tokenizer(
