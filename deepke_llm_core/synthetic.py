@@ -84,8 +84,11 @@ _PARTS = {
                        "Vienna", "Dublin", "Lisbon", "Oslo", "Prague", "Seoul", "Denver", "Austin", "Seattle",
                        "Geneva", "Milan", "Munich", "Osaka", "Dallas", "Atlanta", "Warsaw", "Helsinki", "Athens",
                        "Cairo", "Lagos", "Lima", "Quito", "Rome"),
-        "city_held_out": ("Nairobi", "Bogota", "Kyoto", "Zurich", "Montreal", "Brisbane", "Porto", "Hamburg",
-                          "Manila", "Santiago"),
+        # Two-word places: each word is also trained on in other places, so a held-out place is new words in a new
+        # combination but never a piece the tokenizer only uses inside held-out names.
+        "place_word": ("Ash", "Oak", "Brook", "Clay", "Stone", "Fair", "River", "King", "Wood", "Bright", "Marsh",
+                       "Glen", "Rock", "Salt", "Wind", "Pine", "Elk", "Fox", "Hawk", "Cole"),
+        "place_pattern": ("Port {}", "Lake {}", "Mount {}", "Fort {}", "New {}", "{} Falls", "{} Bay", "{} Springs"),
     },
     "zh": {
         "first": ("张", "王", "李", "赵", "刘", "陈", "杨", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡", "郭", "何",
@@ -135,6 +138,7 @@ def _all_names(language: str) -> dict[str, list[str]]:
         "organization": [f"{a}{sep}{b}" for a in parts["org_stem"] for b in parts["org_suffix"]],
         "product": [f"{a}{sep}{b}" for a in parts["product_stem"] for b in parts["product_noun"]],
         "time": times,
+        "location": [p.format(w) for p in parts.get("place_pattern", ()) for w in parts.get("place_word", ())],
     }
 
 
@@ -143,7 +147,8 @@ def _pools(language: str, held_out: bool) -> dict[str, tuple[str, ...]]:
     parts = _PARTS[language]
     pools = {kind: tuple(n for n in names if _held_out_name(n) == held_out)
              for kind, names in _all_names(language).items()}
-    pools["location"] = parts["city_held_out" if held_out else "city_train"]
+    # Cities: a list split in two (zh), or famous cities for training plus a share of two-word places (en).
+    pools["location"] = (parts.get("city_held_out", ()) if held_out else parts["city_train"]) + pools["location"]
     return pools
 
 
