@@ -111,6 +111,7 @@ _PARTS = {
     },
 }
 _HELD_OUT_BUCKETS = 5  # one name in five (by a stable hash) is held out of training
+_HELD_OUT_YEARS = (2004, 2009, 2013, 2018, 2023)  # dates are held out by year: "2004" is inside "March 2004"
 
 
 def _check_args(task: str, language: str) -> None:
@@ -146,7 +147,9 @@ def _all_names(language: str) -> dict[str, list[str]]:
 def _pools(language: str, held_out: bool) -> dict[str, tuple[str, ...]]:
     parts = _PARTS[language]
     pools = {kind: tuple(n for n in names if _held_out_name(n) == held_out)
-             for kind, names in _all_names(language).items()}
+             for kind, names in _all_names(language).items() if kind != "time"}
+    pools["time"] = tuple(n for n in _all_names(language)["time"]
+                          if any(str(y) in n for y in _HELD_OUT_YEARS) == held_out)
     # Cities: a list split in two (zh), or famous cities for training plus a share of two-word places (en).
     pools["location"] = (parts.get("city_held_out", ()) if held_out else parts["city_train"]) + pools["location"]
     return pools
