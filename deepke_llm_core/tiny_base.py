@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["BASE_DIR", "HELD_OUT_TYPE", "MODEL_SHAPE", "PHASES", "Phase", "tiny_base_path", "build_corpus",
-           "evaluate_base", "train_tiny_base"]
+           "evaluate_base", "train_tiny_base", "with_phase_table"]
 
 BASE_DIR = Path(__file__).resolve().parent / "assets" / "tiny-ie-base"
 HELD_OUT_TYPE = "product"
@@ -198,7 +198,27 @@ def _publish(model: Path, out: Path, test_files: list[Path], summaries: list[dic
                                                      indent=2) + "\n", encoding="utf-8")
     (out / "recipe.json").write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
     if prose:
-        recipe_md.write_text(prose, encoding="utf-8")
+        recipe_md.write_text(with_phase_table(prose, summaries), encoding="utf-8")
+
+
+_TABLE_START, _TABLE_END = "<!-- phases: made by tiny_base.py from recipe.json -->", "<!-- /phases -->"
+
+
+def with_phase_table(text: str, summaries: list[dict]) -> str:
+    """``text`` with the measured phase table (between the two markers) redone from ``summaries``."""
+    names = [k for k, v in summaries[-1]["held_out"].items() if isinstance(v, dict)]
+    rows = ["| phase | data (records per language) | steps (batch 16) | peak lr | train time (min) | "
+            + " | ".join(f"{n} F1" for n in names) + " | well-formed % |",
+            "|---" * (6 + len(names)) + "|"]
+    for s in summaries:
+        data = ", ".join(f"{task} {n}" for task, n in s["records"].items())
+        scores = " | ".join(str(s["held_out"][n]["F1"]) for n in names)
+        rows.append(f"| {s['phase']} | {data} | {s['steps']} | {s['learning_rate']} | {s['train_runtime_minutes']} | "
+                    f"{scores} | {s['held_out']['well_formed']} |")
+    if _TABLE_START not in text or _TABLE_END not in text:
+        return text
+    head, rest = text.split(_TABLE_START, 1)
+    return head + _TABLE_START + "\n" + "\n".join(rows) + "\n" + _TABLE_END + rest.split(_TABLE_END, 1)[1]
 
 
 def main() -> None:
@@ -207,12 +227,14 @@ def main() -> None:
     parser.add_argument("--workdir", required=True, help="corpus, checkpoints and phase results; rerun to resume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", default=None, help="comma list overriding each phase's steps (for pilots)")
+    parser.add_argument("--phases", default=None, help='JSON list of phases instead of PHASES (pilots), e.g. '
+                        '\'[{"records": {"NER": 8000}, "steps": 6000, "learning_rate": 3e-3}]\'')
     args = parser.parse_args()
-    phases = PHASES
+    phases = tuple(Phase(**p) for p in json.loads(args.phases)) if args.phases else PHASES
     if args.steps:
         steps = [int(s) for s in args.steps.split(",")]
         phases = tuple(Phase(p.records, s, p.learning_rate, min(p.warmup_steps, s // 10))
-                       for p, s in zip(PHASES, steps))
+                       for p, s in zip(phases, steps))
     for summary in train_tiny_base(args.output_dir, args.workdir, phases, seed=args.seed):
         print(json.dumps(summary))
 
