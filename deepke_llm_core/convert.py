@@ -24,36 +24,46 @@ from pathlib import Path
 
 from .io import DataError, iter_jsonl, read_json
 from .schema import Schema, load_schema, write_schema
-from .tasks import ConvertOptions, Task, get_task
+from .tasks import TASKS, ConvertOptions, Task, get_task
 from .tasks.base import LabelListTask, binomial, order_items, sample_subset
 
 __all__ = ["ConvertConfig", "ConvertReport", "convert_file", "chunk_items", "RecordConverter", "schema_path_for"]
 
+TASK_NAMES = tuple(TASKS)
 RELATION_KEYS = {"subject_object": ("subject", "object"), "head_tail": ("head", "tail")}
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
 
 
 @dataclass
 class ConvertConfig:
     """Every ``deepke-llm convert`` flag. Paths are explicit; nothing is resolved against the cwd implicitly."""
 
-    src_path: str
-    tgt_path: str
-    schema_path: str | None = None
-    task: str = "NER"
-    language: str = "zh"
-    split: str = "train"
-    split_num: int = 4
-    neg_schema: float = 1.0
-    random_sort: bool = False
-    cluster_mode: bool = False
-    hard_negative_path: str | None = None
-    source: str | None = None
+    src_path: str = field(metadata=_help("raw IE records, JSON Lines"))
+    tgt_path: str = field(metadata=_help("instruction records to write, JSON Lines"))
+    schema_path: str | None = field(default=None, metadata=_help("three-line schema file; omitted: collected from the data"))
+    task: str = field(default="NER", metadata=_help("the IE task", choices=list(TASK_NAMES)))
+    language: str = field(default="zh", metadata=_help("instruction language", choices=["zh", "en"]))
+    split: str = field(default="train", metadata=_help("train: with answers; test: with gold labels", choices=["train", "test"]))
+    split_num: int = field(default=4, metadata=_help("max schema items per instruction; -1: no split (recommended: "
+                                                     + ", ".join(f"{n} {t.recommended_split_num}" for n, t in TASKS.items()) + ")"))
+    neg_schema: float = field(default=1.0, metadata=_help("negative schema sampling rate (1: keep all)"))
+    random_sort: bool = field(default=False, metadata=_help("shuffle the schema order (seeded)"))
+    cluster_mode: bool = field(default=False, metadata=_help("hard-negative sampling (train; NER/RE/SPO/EET)"))
+    hard_negative_path: str | None = field(default=None, metadata=_help("JSON object: label -> confusable labels"))
+    source: str | None = field(default=None, metadata=_help("the records' source; default: the input's parent folder name"))
     seed: int = 42
-    relation_keys: str = "subject_object"
-    legacy_spo_instruction: bool = False
-    skip_invalid: bool = False
-    workers: int = 1
-    progress: bool | None = None  # None: a bar only when stderr is a terminal
+    relation_keys: str = field(default="subject_object", metadata=_help(
+        "RE output keys: IEPile/OneKE subject/object (default) or DeepKE's head/tail", choices=["subject_object", "head_tail"]))
+    legacy_spo_instruction: bool = field(default=False, metadata=_help("the older zh SPO sentence of IEPile's data"))
+    skip_invalid: bool = field(default=False, metadata=_help("skip bad records and report them instead of stopping"))
+    workers: int = field(default=1, metadata=_help("worker processes; output order is kept"))
+    progress: bool | None = field(default=None, metadata=_help("progress bar on stderr (default: on a terminal)"))
+
+    def __post_init__(self) -> None:
+        self.task = self.task.upper()
 
 
 @dataclass

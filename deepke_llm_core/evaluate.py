@@ -21,7 +21,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,20 @@ __all__ = ["EvalConfig", "evaluate_file", "evaluate_records", "reference_predict
 class EvalConfig:
     """The ``deepke-llm evaluate`` flags."""
 
-    path1: str
-    task: str | None = None
-    sort_by: str = ""
-    match_mode: str = "normal"
-    out_path: str | None = None
-    lenient: bool = False
-    rel_keys: str = "any"
-    grounded_only: bool = False
+    path1: str = field(metadata={"help": "prediction records: converted test records plus `output`"})
+    task: str | None = field(default=None, metadata={"help": "NER, RE, SPO, EE, EET, EEA or KG; default: the records' task field"})
+    sort_by: str = field(default="", metadata={"help": "also score per value of this field, e.g. source"})
+    match_mode: str = field(default="normal", metadata={"help": "set: de-duplicate each instance first",
+                                                        "choices": ["normal", "set"]})
+    out_path: str | None = field(default=None, metadata={"help": "metrics JSON; default: <dir of path1>/output_msg/<name of path1>"})
+    lenient: bool = field(default=False, metadata={"help": "recover JSON wrapped in code fences or prose (off: comparable numbers)"})
+    rel_keys: str = field(default="any", metadata={"help": "relation object keys to read; head_tail reproduces upstream DeepKE's scorer",
+                                                   "choices": ["any", "subject_object", "head_tail"]})
+    grounded_only: bool = field(default=False, metadata={"help": "drop predicted tuples whose strings are not in the input text"})
+    language: str | None = field(default=None, metadata={"help": "accepted for upstream's scripts; unused there too"})
+
+    def __post_init__(self) -> None:
+        self.task = self.task.upper() if isinstance(self.task, str) else self.task
 
 
 def prf(tp: int, pred: int, gold: int) -> dict[str, float]:
@@ -97,15 +103,6 @@ def instruction_input(record: dict, fallback: str = "") -> str:
     except json.JSONDecodeError:
         return fallback
     return inner.get("input", "") if isinstance(inner, dict) else ""
-
-
-def _strings(t: Any) -> list[str]:
-    """The extracted strings inside a predicted tuple (types and relation names are schema items, not spans)."""
-    if len(t) == 3 and isinstance(t[2], tuple):  # event: (type, trigger, ((argument, role), ...))
-        return [s for s in [t[1], *(a for a, _ in t[2])] if s]
-    if len(t) == 2:  # (span, type)
-        return [t[0]]
-    return [t[0], t[2]]  # (head, relation, tail) or (entity, attribute, value)
 
 
 class _Instance:
@@ -222,7 +219,7 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
         predicted = task_obj.parse_output(parsed, rel_keys)
         if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
             text = instruction_input(record)
-            predicted = [t for t in predicted if all(s in text for s in _strings(t))]
+            predicted = [e for e in predicted if all(m.text in text for m in e.mentions())]
         instance.pred.extend(predicted)
     if task_obj is None:
         raise DataError(path, None, None, "no prediction records to score")

@@ -270,7 +270,13 @@ def load_model_and_tokenizer(
     auto_class = FAMILIES[resolve_family(model_name)].auto_class if model_name else "AutoModelForCausalLM"
 
     hub = {"cache_dir": cache_dir, "revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base, **hub)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(base, **hub)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            raise ValueError(f"{base} ships its own model code, which runs only if you trust it: pass "
+                             "--trust_remote_code (trust_remote_code=True) after reading that code") from None
+        raise
     added = _fix_tokenizer(tokenizer, padding_side)
     load_kwargs: dict[str, Any] = {"dtype": torch_dtype, **hub}
     if quant is not None:

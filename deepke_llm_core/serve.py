@@ -148,51 +148,44 @@ def parse_chat_request(body: Any, default_max_tokens: int = 256) -> ChatRequest:
 
 
 class ChatModel:
-    """A loaded model that answers chat messages; thread-safe (generation is serialized by a lock)."""
+    """A loaded model that answers chat messages; thread-safe (generation is serialized by a lock).
 
-    def __init__(self, model_name_or_path: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None, *,
+    Generation is the transformers engine's (``engines.local``), so a greedy answer here equals
+    ``deepke-llm infer``'s for the same record.
+    """
+
+    def __init__(self, model_name_or_path: str | os.PathLike | Any, checkpoint_dir: str | os.PathLike | None = None, *,
                  model_id: str | None = None, template: str | None = None, system_prompt: str | None = None,
                  model_name: str | None = None, bits: int | None = None, dtype: str = "auto",
                  trust_remote_code: bool = False):
-        """Load ``model_name_or_path`` (+ adapter ``checkpoint_dir``) with ``load_model_and_tokenizer``.
+        """Load ``model_name_or_path`` (+ adapter ``checkpoint_dir``), or wrap a ready ``TransformersEngine``.
 
         ``model_id`` is the name clients must send as ``model``; default: the adapter's or model's folder name.
         ``template`` and ``system_prompt`` default to what the adapter/model stored at training time.
         """
-        from .models import load_model_and_tokenizer
-        from .run_info import require_chat_template, resolve_template, stored_run_info
+        from .engines.local import TransformersEngine
 
-        base, adapter = str(model_name_or_path), str(checkpoint_dir) if checkpoint_dir else None
-        info = stored_run_info(adapter, base)
-        self.template = resolve_template(template, info, adapter or base)
-        self.system_prompt = system_prompt if system_prompt is not None else info.get("system_prompt")
+        if isinstance(model_name_or_path, TransformersEngine):
+            self.engine = model_name_or_path
+            base, adapter = str(self.engine.model_id), self.engine.adapter
+        else:
+            base, adapter = str(model_name_or_path), str(checkpoint_dir) if checkpoint_dir else None
+            self.engine = TransformersEngine.load(base, adapter, template=template, system_prompt=system_prompt,
+                                                  model_name=model_name, bits=bits, dtype=dtype,
+                                                  trust_remote_code=trust_remote_code)
+        self.template, self.system_prompt = self.engine.template, self.engine.system_prompt
         self.model_id = model_id or Path(adapter or base).name
-        device_map = None
-        if bits in (4, 8) or _cuda_available():
-            device_map = "auto"
-        self.model, self.tokenizer = load_model_and_tokenizer(base, adapter, model_name=model_name, bits=bits, dtype=dtype,
-                                                              trust_remote_code=trust_remote_code, device_map=device_map)
-        require_chat_template(self.template, self.tokenizer, base, "template=")
-        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
+        self.context = self.engine.context
         self.lock = threading.Lock()
 
     def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of the rendered prompt, exactly as ``deepke-llm infer`` renders a single-turn query."""
-        from .encoding import encode
-        from .prompts import render_prompt
-
-        if self.system_prompt and messages[0]["role"] != "system":
+        if self.system_prompt is not None and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        system = messages[0]["content"] if messages[0]["role"] == "system" else None
-        turns = messages[1:] if system is not None else messages
-        if len(turns) == 1:
-            return encode(self.tokenizer, render_prompt(turns[0]["content"], self.template, tokenizer=self.tokenizer,
-                                                        system=system))
-        if self.template != "auto":
-            raise BadRequest(f"template {self.template!r} renders one user turn (plus a system message); "
-                             "send a single user message", "messages")
-        return encode(self.tokenizer, self.tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                                                         add_generation_prompt=True))
+        try:
+            return self.engine.encode(list(messages))
+        except ValueError as exc:
+            raise BadRequest(str(exc), "messages") from None
 
     def complete(self, request: ChatRequest) -> dict[str, Any]:
         """``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}`` for one validated request."""
@@ -200,48 +193,15 @@ class ChatModel:
             return self._complete(request)
 
     def _complete(self, request: ChatRequest) -> dict[str, Any]:
+        from .engines import Sampling
+
         ids = self.prompt_ids(request.messages)
-        budget = request.max_tokens
-        if self.context:
-            if len(ids) >= self.context:
-                raise BadRequest(f"the prompt is {len(ids)} tokens; the model's context is {self.context}", "messages")
-            budget = min(budget, self.context - len(ids))
-        new_ids, stopped = self._generate(ids, budget, request)
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        cut = min((text.find(s) for s in request.stop if s in text), default=-1)
-        if cut >= 0:
-            text, stopped = text[:cut], True
-        return {"text": text, "finish_reason": "stop" if stopped else "length",
-                "prompt_tokens": len(ids), "completion_tokens": len(new_ids)}
-
-    def _generate(self, ids: list[int], budget: int, request: ChatRequest) -> tuple[list[int], bool]:
-        """New token ids (up to the first stop token) and whether a stop token ended them.
-
-        Not ``HFEngine.generate``: that returns text only, and the response needs token counts and the finish
-        reason. The settings (``generation``, ``stop_ids``) are HFEngine's, so the tokens are the same.
-        """
-        import torch
-
-        from .predict.hf import HFEngine
-
-        engine = HFEngine(self.model, self.tokenizer, self.template, budget, request.temperature, request.top_p)
-        device = next(self.model.parameters()).device
-        input_ids = torch.tensor([ids], device=device)
-        with torch.random.fork_rng(devices=[], enabled=request.seed is not None), torch.inference_mode():
-            if request.seed is not None:
-                torch.manual_seed(request.seed)
-            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **engine.generation)
-        new = out[0, len(ids):].tolist()
-        for k, token in enumerate(new):
-            if token in engine.stop_ids:
-                return new[:k], True
-        return new, False
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+        if self.context and len(ids) >= self.context:
+            raise BadRequest(f"the prompt is {len(ids)} tokens; the model's context is {self.context}", "messages")
+        sampling = Sampling(request.temperature, request.top_p, request.max_tokens, request.stop or None, request.seed)
+        answer = self.engine.generate_ids([ids], sampling)[0]
+        return {"text": answer.text, "finish_reason": answer.finish_reason,
+                "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
 
 
 def _error(message: str, status: int, param: str | None = None) -> dict[str, Any]:

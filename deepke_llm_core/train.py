@@ -29,7 +29,7 @@ from .run_info import require_chat_template, write_run_info
 
 __all__ = [
     "ModelArguments", "DataArguments", "FinetuningArguments", "TrainingArguments",
-    "parse_finetune_args", "finetune", "load_training_records",
+    "parse_finetune_args", "finetune", "run_finetune", "load_training_records",
 ]
 
 @dataclass
@@ -116,7 +116,7 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, FinetuningArguments, Training
 
 def parse_finetune_args(argv: list[str] | None = None):
     """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora_sft.yaml``)."""
-    return parse_settings(ARGUMENT_CLASSES, argv)
+    return parse_settings(ARGUMENT_CLASSES, argv, prog="deepke-llm finetune")
 
 
 # ---- data --------------------------------------------------------------------------------------------------
@@ -338,9 +338,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     return metrics
 
 
-def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse, train, print the metrics (the ``deepke-llm finetune`` body)."""
-    model_args, data_args, method, train_args = parse_finetune_args(argv)
+def run_finetune(model_args: ModelArguments, data_args: DataArguments, method: FinetuningArguments,
+                 train_args: TrainingArguments) -> dict[str, Any]:
+    """Train and print the metrics (the ``deepke-llm finetune`` body); under torchrun, leave the group cleanly."""
     try:
         metrics = finetune(model_args, data_args, method, train_args)
         _leave_process_group(wait_for_all=True)
@@ -348,6 +348,11 @@ def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
         _leave_process_group(wait_for_all=False)  # after an error: no barrier, the other ranks may be gone
     print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=str))
     return metrics
+
+
+def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse flags (or a YAML file) and train."""
+    return run_finetune(*parse_finetune_args(argv))
 
 
 def _leave_process_group(wait_for_all: bool) -> None:

@@ -12,15 +12,17 @@ import hashlib
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .records import Extraction, Mark, Mention  # noqa: F401 - Mention: the doctests build marks
+
 if TYPE_CHECKING:
     from .tasks import Task
 
-__all__ = ["load_history", "plot_training_history", "plot_per_type_f1", "Mark", "tuple_marks", "describe", "locate",
+__all__ = ["load_history", "plot_training_history", "plot_per_type_f1", "locate",
            "highlight_html", "diff_tuples", "diff_html", "save_html"]
 
 
@@ -94,17 +96,6 @@ def plot_per_type_f1(result: dict[str, Any], out_png: str | os.PathLike | None =
 # texts and model outputs are user data.
 
 
-@dataclass(frozen=True)
-class Mark:
-    """One extracted string to find in the text, with the label drawn after it and the key that picks its colour."""
-
-    text: str
-    label: str
-    key: str
-    kind: str = "span"  # span, subject, object, trigger or argument: a CSS class
-    category: str = ""  # diff views: correct, fp or fn
-
-
 _CATEGORIES = {"correct": ("correct", "hsl(130, 55%, 82%)"), "fp": ("false positive", "hsl(0, 80%, 85%)"),
                "fn": ("false negative (missed)", "hsl(215, 80%, 86%)")}
 
@@ -144,57 +135,28 @@ def _task(task: "str | Task") -> "Task":
     return get_task(task) if isinstance(task, str) else task
 
 
-def _is_event(item: tuple) -> bool:
-    return len(item) == 3 and isinstance(item[2], tuple)
-
-
-def tuple_marks(item: tuple, task: "str | Task" = "") -> list[Mark]:
-    """The strings of one tuple from ``Task.parse_output`` or ``gold_tuples``, each with its label and colour key.
-
-    >>> [(m.text, m.label) for m in tuple_marks(("Tom", "works for", "Nokia"), "RE")]
-    [('Tom', 'works for: subject'), ('Nokia', 'works for: object')]
-    """
-    if _is_event(item):  # (event type, trigger, ((argument, role), ...))
-        event_type, trigger, pairs = item
-        marks = [Mark(trigger, event_type, event_type, "trigger")] if trigger else []
-        return marks + [Mark(argument, role, role, "argument") for argument, role in pairs if argument]
-    if len(item) == 2:  # (span, type): NER entities, EET triggers
-        return [Mark(item[0], item[1], item[1], "trigger" if task and _task(task).name == "EET" else "span")]
-    head, relation, tail = item
-    if task and _task(task).name == "KG":  # (entity, attribute, value)
-        return [Mark(head, "entity", "entity", "subject"), Mark(tail, relation, relation, "object")]
-    return [Mark(head, f"{relation}: subject", relation, "subject"), Mark(tail, f"{relation}: object", relation, "object")]
-
-
-def describe(item: tuple) -> str:
-    """One tuple as a line of plain text: ``type: span``, ``head → relation → tail`` or an event with its roles."""
-    if _is_event(item):
-        roles = "; ".join(f"{role} = {argument}" for argument, role in item[2])
-        return f"{item[0]}: trigger \u201c{item[1]}\u201d" + (f" ({roles})" if roles else "")
-    if len(item) == 2:
-        return f"{item[1]}: {item[0]}"
-    return f"{item[0]} \u2192 {item[1]} \u2192 {item[2]}"
-
-
-def _occurrences(text: str, needle: str) -> list[tuple[int, int]]:
-    """Every non-overlapping occurrence of ``needle`` (character offsets, so Chinese works the same as English)."""
-    found, start = [], text.find(needle)
-    while needle and start >= 0:
-        found.append((start, start + len(needle)))
-        start = text.find(needle, start + len(needle))
-    return found
-
-
 def locate(text: str, marks: list[Mark]) -> tuple[list[tuple[int, int, Mark]], list[Mark]]:
-    """``(start, end, mark)`` for every place a mark's string occurs, and the marks whose string never occurs.
+    """``(start, end, mark)`` for every place a mark's string is, and the marks whose string is not in the text.
 
-    >>> spans, missing = locate("Tom met Tom.", [Mark("Tom", "person", "person"), Mark("Bob", "person", "person")])
+    A mention already aligned (``align.align_extractions``) is drawn where it was found; an unaligned one at every
+    place its string occurs (all that a bare answer claims).
+
+    >>> spans, missing = locate("Tom met Tom.", [Mark(Mention("Tom"), "person", "person"),
+    ...                                          Mark(Mention("Bob"), "person", "person")])
     >>> [(s, e) for s, e, _ in spans], [m.text for m in missing]
     ([(0, 3), (8, 11)], ['Bob'])
     """
+    from .align import occurrences
+
     spans, missing = [], []
     for mark in dict.fromkeys(m for m in marks if m.text):
-        places = _occurrences(text, mark.text)
+        mention = mark.mention
+        if mention.status == "not_found":
+            places = []
+        elif mention.start is not None and mention.end is not None:
+            places = [(mention.start, mention.end)]
+        else:
+            places = occurrences(text, mark.text) if isinstance(mark.text, str) else []
         spans += [(s, e, mark) for s, e in places]
         if not places:
             missing.append(mark)
@@ -250,10 +212,6 @@ def _as_dict(extraction: Any, lenient: bool) -> dict | None:
     return parse_json_output(extraction, lenient)
 
 
-_LIST_HEADINGS = {"NER": "Entities", "EET": "Events (type: trigger)", "RE": "Relations", "SPO": "Relations",
-                  "KG": "Entity attributes (entity \u2192 attribute \u2192 value)", "EE": "Events", "EEA": "Events"}
-
-
 def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | None = None, *,
                    rel_keys: str = "any", lenient: bool = True) -> str:
     """The text with every extracted string highlighted, as an HTML fragment (show it with ``IPython.display.HTML``).
@@ -261,7 +219,8 @@ def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | 
     Args:
         text: the source text.
         task: a task name (``NER``, ``RE``, ``SPO``, ``EE``, ``EET``, ``EEA``, ``KG``) or a :class:`Task`.
-        extraction: the model's answer in the task's output format, as a dict or as the raw output string.
+        extraction: typed extractions (``extract``'s result), or the model's answer in the task's output format,
+            as a dict or as the raw output string.
         title: a heading above the text.
         rel_keys, lenient: as in ``evaluate`` (``lenient`` also reads fenced or slightly broken JSON).
 
@@ -274,36 +233,22 @@ def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | 
     (True, True, True)
     """
     task_obj = _task(task)
-    parsed = _as_dict(extraction, lenient)
-    if parsed is None:
-        note = '<div class="dk-note">the output is not a JSON object; nothing to highlight</div>'
-        return _frame(title, f'<div class="dk-text">{escape(text)}</div>{note}')
-    items = task_obj.parse_output(parsed, rel_keys)
-    spans, missing = locate(text, [m for item in items for m in tuple_marks(item, task_obj)])
+    if isinstance(extraction, list):
+        items = extraction
+    else:
+        parsed = _as_dict(extraction, lenient)
+        if parsed is None:
+            note = '<div class="dk-note">the output is not a JSON object; nothing to highlight</div>'
+            return _frame(title, f'<div class="dk-text">{escape(text)}</div>{note}')
+        items = task_obj.parse_output(parsed, rel_keys)
+    spans, missing = locate(text, [m for item in items for m in item.marks()])
     body = (f'<div class="dk-text">{_render_text(text, spans)}</div>'
-            + _list(_LIST_HEADINGS.get(task_obj.name, "Extractions"), [describe(i) for i in items])
+            + _list(task_obj.heading, [i.describe() for i in items])
             + _list("Not in text", [f"{m.label}: {m.text}" for m in missing], "dk-missing"))
     return _frame(title, body)
 
 
-def _level_marks(prefix: str, item: tuple, task: "Task") -> list[Mark]:
-    """Marks of one scored item: EE's levels score ``(type, trigger)`` and ``(type, argument, role)``."""
-    if prefix == "event_":
-        return [Mark(item[1], item[0], item[0], "trigger")] if item[1] else []
-    if prefix == "argument_":
-        return [Mark(item[1], f"{item[2]} ({item[0]})", item[2], "argument")]
-    return tuple_marks(item, task)
-
-
-def _level_describe(prefix: str, item: tuple) -> str:
-    if prefix == "event_":
-        return f"{item[0]}: trigger \u201c{item[1]}\u201d"
-    if prefix == "argument_":
-        return f"{item[0]}: {item[2]} = {item[1]}"
-    return describe(item)
-
-
-def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[tuple]:
+def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[Extraction]:
     """Gold tuples from a record's ``label`` (list or JSON string) or from an answer-shaped dict."""
     if isinstance(gold, str):
         gold = json.loads(gold)
@@ -311,7 +256,7 @@ def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[tuple]:
 
 
 def diff_tuples(task: "str | Task", predicted: Any, gold: Any, *, rel_keys: str = "any", match_mode: str = "normal",
-                lenient: bool = False) -> dict[str, dict[str, list[tuple]]]:
+                lenient: bool = False) -> dict[str, dict[str, list[Extraction]]]:
     """Correct, false-positive and false-negative items per scoring level, counted exactly as ``evaluate`` counts.
 
     ``predicted`` is an answer (dict or raw output string; one that does not parse predicts nothing, as a parse
@@ -321,8 +266,8 @@ def diff_tuples(task: "str | Task", predicted: Any, gold: Any, *, rel_keys: str 
 
     >>> d = diff_tuples("NER", {"person": ["Tom", "Ann"]}, [{"entity": "Tom", "entity_type": "person"},
     ...                                                   {"entity": "Paris", "entity_type": "location"}])
-    >>> d[""]["correct"], d[""]["fp"], d[""]["fn"]
-    ([('Tom', 'person')], [('Ann', 'person')], [('Paris', 'location')])
+    >>> [[e.describe() for e in d[""][k]] for k in ("correct", "fp", "fn")]
+    [['person: Tom'], ['person: Ann'], ['location: Paris']]
     """
     task_obj = _task(task)
     parsed = _as_dict(predicted, lenient)
@@ -348,13 +293,13 @@ def diff_html(text: str, task: "str | Task", predicted: Any, gold: Any, title: s
     """
     task_obj = _task(task)
     diff = diff_tuples(task_obj, predicted, gold, rel_keys=rel_keys, match_mode=match_mode, lenient=lenient)
-    marks, lists, missing = [], [], []
+    marks, lists = [], []
     for prefix, groups in diff.items():
         level = {"event_": "events: ", "argument_": "arguments: "}.get(prefix, "")
         for category, items in groups.items():
             for item in items:
-                marks += [replace(m, category=category) for m in _level_marks(prefix, item, task_obj)]
-            lists.append(_list(level + _CATEGORIES[category][0], [_level_describe(prefix, i) for i in items],
+                marks += [replace(m, category=category) for m in item.marks()]
+            lists.append(_list(level + _CATEGORIES[category][0], [i.describe() for i in items],
                                f"dk-{category}"))
     spans, not_found = locate(text, marks)
     note = "" if _as_dict(predicted, lenient) is not None else \

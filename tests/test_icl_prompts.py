@@ -11,7 +11,7 @@ import pytest
 from deepke_llm_core.cli import main as cli_main
 from deepke_llm_core.icl import build_icl_prompt, load_demos, query_text
 from deepke_llm_core.icl.prompts import INSTRUCTIONS, UPSTREAM_NER_EN
-from deepke_llm_core.icl.run import parse_icl_args, parse_labels, str2bool
+from deepke_llm_core.icl.run import parse_icl_args, parse_labels
 from deepke_llm_core.io import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,8 @@ def test_in_context_flag_parses_false():
         assert parse_icl_args(["--in_context", text]).in_context is value
     assert parse_icl_args(["--in_context"]).in_context is True
     assert parse_icl_args([]).in_context is False
-    assert str2bool("TRUE") and parse_labels("人物， 公司,PER") == ["人物", "公司", "PER"]
+    assert parse_icl_args(["--in_context", "TRUE"]).in_context is True
+    assert parse_labels("人物， 公司,PER") == ["人物", "公司", "PER"] == parse_labels('["人物", "公司", "PER"]')
 
 
 def test_print_prompt_prints_exactly_the_user_message(capsys, monkeypatch):
@@ -160,8 +161,8 @@ def test_yaml_config_like_upstream(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--task", "xyz", "--text_input", "t", "--engine", "ChatGPT"], "unknown ICL task 'xyz'; valid tasks: ner, re, ee, rte, da"),
     (["--task", "ner", "--text_input", "t", "--engine", "GPT5"],
-     "unknown engine 'GPT5'; valid engines: ChatGPT, DeepSeek, Qwen, LLaMA, MiniCPM, ChatGLM"),
-    (["--task", "ner", "--text_input", "t"], "--engine is required; valid engines: ChatGPT"),
+     "unknown engine 'GPT5'; valid engines: transformers, vllm, ChatGPT, DeepSeek, Qwen, LLaMA, MiniCPM, ChatGLM, hf, openai"),
+    (["--task", "ner", "--text_input", "t"], "--engine is required; valid engines: transformers"),
     (["--task", "re", "--text_input", "t", "--engine", "ChatGPT", "--head_entity", "a"],
      "task re needs --head_type, --tail_entity, --tail_type"),
     (["--task", "da", "--text_input", "founded_by", "--engine", "ChatGPT"], "task da needs --labels"),

@@ -1,6 +1,6 @@
 """``deepke_llm_core.serve`` on the committed tiny IE base, called through the real openai SDK and the ICL engines.
 
-Proves: greedy answers equal what ``predict/hf.py``'s engine generates locally for the same prompt, and what
+Proves: greedy answers equal what the transformers engine generates locally for the same prompt, and what
 ``deepke-llm infer`` writes for the same records; ``max_tokens``, ``stop``, ``temperature``/``seed`` and ``usage``
 behave as the OpenAI API documents; bad requests get a 4xx with a message naming the field; concurrent requests
 are all answered; a base plus a LoRA adapter is served as it loads in-process; ``deepke-llm serve`` starts, answers
@@ -58,16 +58,14 @@ def url(chat_model):
 
 @pytest.fixture(scope="module")
 def local_hf():
-    """The same base, loaded separately, generating with predict/hf.py's engine (no server involved)."""
-    from deepke_llm_core.encoding import encode
-    from deepke_llm_core.models import load_model_and_tokenizer
-    from deepke_llm_core.predict.hf import HFEngine
+    """The same base, loaded separately, generating with the transformers engine (no server involved)."""
+    from deepke_llm_core.engines import Sampling, TransformersEngine
 
-    model, tokenizer = load_model_and_tokenizer(str(tiny_base_path()))
+    engine = TransformersEngine.load(tiny_base_path())
 
     def generate(messages, max_tokens=128):
-        ids = encode(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        return HFEngine(model, tokenizer, "auto", max_tokens, 0.0, 1.0).generate([ids])[0], ids, tokenizer
+        ids = engine.encode(messages)
+        return engine.generate_ids([ids], Sampling(max_tokens=max_tokens))[0].text, ids, engine.tokenizer
 
     return generate
 
@@ -164,7 +162,7 @@ def test_icl_engines_through_the_server_match_local_engines(url, records):
     sampling = Sampling(temperature=0.0, max_tokens=48)
     for messages in (local.messages(prompt), user(records[2]["instruction"])):
         remote, here = api.complete(messages, sampling), local.complete(messages, sampling)
-        assert remote.text.strip() == here.text and remote.prompt_tokens == here.prompt_tokens > 0
+        assert remote.text == here.text and remote.prompt_tokens == here.prompt_tokens > 0
 
 
 def test_icl_batch_through_the_server_equals_deepke_llm_infer(url, records, tmp_path, monkeypatch):
@@ -189,23 +187,20 @@ def test_base_plus_lora_adapter_is_served_as_loaded_locally(url, records, tmp_pa
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from deepke_llm_core.encoding import encode
-    from deepke_llm_core.models import load_model_and_tokenizer
-    from deepke_llm_core.predict.hf import HFEngine
+    from deepke_llm_core.engines import Sampling, TransformersEngine
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_path()),
                               LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     lora.save_pretrained(tmp_path / "my-adapter")
-    model, tokenizer = load_model_and_tokenizer(str(tiny_base_path()), str(tmp_path / "my-adapter"))
+    engine = TransformersEngine.load(tiny_base_path(), str(tmp_path / "my-adapter"))
     base_url, stop = start_server(tiny_base_path(), tmp_path / "my-adapter")
     try:
         sdk = client(base_url)
         assert [m.id for m in sdk.models.list().data] == ["my-adapter"]
         messages = user(records[0]["instruction"])
-        ids = encode(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        expected = HFEngine(model, tokenizer, "auto", 24, 0.0, 1.0).generate([ids])[0]
+        expected = engine.generate([messages], Sampling(max_tokens=24))[0].text
         served = sdk.chat.completions.create(model="my-adapter", messages=messages, max_tokens=24).choices[0].message.content
     finally:
         stop()

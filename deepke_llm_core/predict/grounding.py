@@ -20,28 +20,36 @@ __all__ = ["extracted_strings", "ground_text", "ground_record"]
 _EMPTY = {"NAN", "nan", "无", ""}
 
 
-def extracted_strings(obj: Any, keys_at_depth: int | None = None, depth: int = 0) -> list[str]:
-    """Every string value in an answer (schema keys excluded); ``keys_at_depth`` also takes dict keys there (KG entities)."""
+def extracted_strings(obj: Any) -> list[str]:
+    """Every string value in an answer (keys excluded): the strings of an answer whose task is unknown."""
     found: list[str] = []
     if isinstance(obj, dict):
-        for key, value in obj.items():
-            if keys_at_depth == depth and isinstance(key, str):
-                found.append(key)
-            found += extracted_strings(value, keys_at_depth, depth + 1)
+        for value in obj.values():
+            found += extracted_strings(value)
     elif isinstance(obj, list):
         for value in obj:
-            found += extracted_strings(value, keys_at_depth, depth)
+            found += extracted_strings(value)
     elif isinstance(obj, str) and obj not in _EMPTY:
         found.append(obj)
     return found
 
 
 def ground_text(output: str, text: str, task: str | None = None) -> dict[str, Any]:
-    """Offsets (first occurrence) of every extracted string of ``output`` in ``text``, and the strings not found."""
+    """Offsets (first occurrence) of every extracted string of ``output`` in ``text``, and the strings not found.
+
+    With ``task`` the strings are the task's typed extractions' mentions (a KG entity is a dict key, for
+    instance); without it, every string value of the answer.
+    """
     parsed = parse_json_output(output)
     if parsed is None:
         return {"spans": [], "not_found": [], "parse_error": True}
-    strings = extracted_strings(parsed, keys_at_depth=1 if task == "KG" else None)
+    if task:
+        from ..tasks import get_task
+
+        strings = [m.text for e in get_task(task).parse_output(parsed) for m in e.mentions()
+                   if isinstance(m.text, str) and m.text not in _EMPTY]
+    else:
+        strings = extracted_strings(parsed)
     spans, missing = [], []
     for value in dict.fromkeys(strings):
         start = text.find(value)

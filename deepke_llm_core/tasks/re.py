@@ -6,6 +6,7 @@ Upstream DeepKE writes ``head``/``tail``; IEPile data and OneKE use ``subject``/
 
 from __future__ import annotations
 
+from ..records import Mention, Relation
 from .base import STRING, LabelListTask, object_schema
 
 __all__ = ["TASK", "RETask", "pair_from"]
@@ -26,8 +27,8 @@ def pair_from(element: dict, rel_keys: str) -> tuple[object, object]:
     return head, tail
 
 
-def relation_tuples(obj: dict, rel_keys: str) -> list[tuple[str, str, str]]:
-    """``(head, relation, tail)`` for every well-formed element of ``{relation: [objects]}``."""
+def relation_tuples(obj: dict, rel_keys: str) -> list[Relation]:
+    """A :class:`Relation` for every well-formed element of ``{relation: [objects]}``."""
     found = []
     for relation, values in obj.items():
         if not isinstance(values, list):
@@ -37,7 +38,7 @@ def relation_tuples(obj: dict, rel_keys: str) -> list[tuple[str, str, str]]:
                 continue
             head, tail = pair_from(element, rel_keys)
             if isinstance(head, str) and isinstance(tail, str):
-                found.append((head, relation, tail))
+                found.append(Relation(Mention(head), relation, Mention(tail)))
     return found
 
 
@@ -47,6 +48,7 @@ class RETask(LabelListTask):
     fields = ("head", "relation", "tail")
     label_key = "relation"
     dedupe_on = ("head", "relation", "tail")
+    heading = "Relations"
     sentences = {
         "zh": "你是专门进行关系抽取的专家。请从input中抽取出符合schema定义的关系三元组，不存在的关系返回空列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in relationship extraction. Please extract relationship triples that match the schema definition from the input. Return an empty list for relationships that do not exist. Please respond in the format of a JSON string.",
@@ -77,7 +79,8 @@ class RETask(LabelListTask):
         return relation_tuples(obj, rel_keys)
 
     def gold_tuples(self, label):
-        return [(e.get("head", ""), e.get("relation", ""), e.get("tail", "")) for e in label if isinstance(e, dict)]
+        return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")))
+                for e in label if isinstance(e, dict)]
 
 
 TASK = RETask()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..records import Mention, Relation
 from ..schema import Schema
 from .base import STRING, LabelListTask, object_schema
 from .re import relation_tuples
@@ -33,6 +34,7 @@ class SPOTask(LabelListTask):
     fields = ("head", "head_type", "relation", "tail", "tail_type")
     dedupe_on = ("head", "relation", "tail")
     label_key = "relation"
+    heading = "Relations"
     sentences = {
         "zh": "你是专门进行关系抽取的专家。请从input中抽取出符合schema定义的关系三元组，不存在的关系返回空列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in relationship extraction. Please extract relationship triples that match the schema definition from the input. Return an empty list for relationships that do not exist. Please respond in the format of a JSON string.",
@@ -77,7 +79,8 @@ class SPOTask(LabelListTask):
         return relation_tuples(obj, rel_keys)
 
     def gold_tuples(self, label):
-        return [(e.get("head", ""), e.get("relation", ""), e.get("tail", "")) for e in label if isinstance(e, dict)]
+        return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")),
+                         e.get("head_type", ""), e.get("tail_type", "")) for e in label if isinstance(e, dict)]
 
 
 TASK = SPOTask()

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .engines import Completion
+from .base import Completion
 
 __all__ = ["ResponseCache", "default_cache_dir"]
 
@@ -52,7 +52,8 @@ class ResponseCache:
         try:
             with open(self._path(key), encoding="utf-8") as handle:
                 entry = json.load(handle)
-            return Completion(entry["text"], int(entry.get("prompt_tokens", 0)), int(entry.get("completion_tokens", 0)))
+            return Completion(entry["text"], str(entry.get("finish_reason", "stop")), int(entry.get("prompt_tokens", 0)),
+                              int(entry.get("completion_tokens", 0)))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -60,7 +61,8 @@ class ResponseCache:
         """Store atomically (write a temporary file, then rename)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"request": request, "text": completion.text, "prompt_tokens": completion.prompt_tokens,
+        entry = {"request": request, "text": completion.text, "finish_reason": completion.finish_reason,
+                 "prompt_tokens": completion.prompt_tokens,
                  "completion_tokens": completion.completion_tokens}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
