@@ -105,4 +105,15 @@ def parse_settings(classes: Sequence[type], argv: Sequence[str] | None = None, *
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")) and not argv[0].startswith("-"):
         argv = _file_as_flags(os.path.abspath(argv[0])) + argv[1:]
-    return tuple(parser.parse_args_into_dataclasses(args=_negations(argv, _boolean_fields(classes))))
+    argv = _negations(argv, _boolean_fields(classes))
+    namespace, unknown = parser.parse_known_args(args=argv)
+    if unknown:
+        # Name the unknown flags only: a value after a mistyped flag may be a secret (``--api_key sk-...``), and it
+        # must not be echoed into a terminal or a log.
+        flags = [token.split("=", 1)[0] for token in unknown if token.startswith("-")] or ["(a value without a flag)"]
+        known = sorted(action.option_strings[0] for action in parser._actions if action.option_strings
+                       and action.option_strings[0] not in ("-h", "--help"))
+        near = [k for k in known if any(k.startswith(f[:6]) or f.startswith(k[:6]) for f in flags)][:5]
+        raise ValueError(f"unknown setting{'s' if len(flags) > 1 else ''}: {', '.join(flags)}"
+                         + (f" (did you mean {', '.join(near)}?)" if near else "") + f"; see {prog or 'the stage'} --help")
+    return tuple(parser.parse_args_into_dataclasses(args=argv))

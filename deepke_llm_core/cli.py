@@ -186,7 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     help_text, run = STAGES[stage]
     try:
-        settings: Any = parse_settings(_classes(stage), argv[1:], prog=f"deepke-llm {stage}", description=help_text)
+        try:
+            settings: Any = parse_settings(_classes(stage), argv[1:], prog=f"deepke-llm {stage}", description=help_text)
+        except SystemExit as exc:  # argparse has printed the usage line and its message (or --help)
+            return exc.code if isinstance(exc.code, int) else 2
         return run(*settings)
     except (DataError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
             ImportError) as exc:

@@ -301,6 +301,34 @@ def _worker_job(args) -> tuple[ConvertReport, DataError | None]:
     return report, error
 
 
+def _check_paths(config: ConvertConfig) -> None:
+    """Inputs exist and are files; the target is none of them (``./x`` and ``x`` are the same file)."""
+    from .io import check_input_file, check_output_path
+
+    check_input_file(config.src_path, "--src_path")
+    inputs = [(config.src_path, "--src_path"), (config.schema_path, "--schema_path"),
+              (config.hard_negative_path, "--hard_negative_path")]
+    check_output_path(config.tgt_path, "--tgt_path", *inputs)
+    if config.neg_schema != config.neg_schema:  # NaN compares unequal to itself
+        raise ValueError(f"--neg_schema must be a number (a rate in [0, 1]; 1 keeps every negative), got {config.neg_schema}")
+    if config.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {config.workers}")
+
+
+def _check_collected_schema_path(config: ConvertConfig, path: str) -> None:
+    """The collected schema goes beside the target; it must not replace an input or a file that is not a schema."""
+    from .io import check_output_path
+
+    check_output_path(path, "the collected schema (<target>.schema.json)", (config.src_path, "--src_path"),
+                      (config.tgt_path, "--tgt_path"), (config.hard_negative_path, "--hard_negative_path"))
+    if os.path.exists(path):
+        try:
+            load_schema(path)
+        except DataError:
+            raise DataError(path, None, None, "exists and is not a schema file; the collected schema would replace it: "
+                            "pass --schema_path, or move that file") from None
+
+
 def schema_path_for(tgt_path: str) -> str:
     """Where a collected schema is written: beside the output, ``<name>.schema.json``."""
     target = Path(tgt_path)
@@ -335,6 +363,7 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
     from tqdm import tqdm
 
     task = get_task(config.task)
+    _check_paths(config)
     # The caller's config is not modified: the resolved values go into a copy.
     config = replace(config, task=task.name,
                      source=config.source if config.source is not None else Path(config.src_path).resolve().parent.name)
@@ -344,6 +373,7 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
     else:
         schema = _collect_schema(config, task)
         report.schema_written = schema_path_for(config.tgt_path)
+        _check_collected_schema_path(config, report.schema_written)
         write_schema(schema, report.schema_written)
     hard = None
     if config.cluster_mode:
@@ -367,6 +397,8 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
                 error = _convert_range(converter, config.src_path, 0, -1, 1, out, report, bar)
             if error is not None:
                 raise error
+        if report.records_read == 0:  # keep whatever the target held: an empty input is a mistake, not a result
+            raise DataError(config.src_path, None, None, f"no records (the file is empty); {config.tgt_path} was not written")
         os.replace(temporary, config.tgt_path)
     finally:
         bar.close()

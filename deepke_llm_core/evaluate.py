@@ -18,7 +18,6 @@ each result carries a per-type breakdown; ``lenient`` optionally recovers JSON w
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -261,8 +260,10 @@ def default_out_path(path1: str) -> str:
 
 def evaluate_file(config: EvalConfig) -> tuple[dict[str, Any], str]:
     """Score ``config.path1`` and write the metrics JSON; returns ``(result, out_path)``."""
-    if not os.path.exists(config.path1):
-        raise FileNotFoundError(f"{config.path1}: prediction file not found")
+    from .io import check_input_file, check_output_path
+
+    check_input_file(config.path1, "--path1")
+    check_output_path(config.out_path or default_out_path(config.path1), "--out_path", (config.path1, "--path1"))
     result = evaluate_records(
         iter_jsonl(config.path1), config.task, sort_by=config.sort_by, match_mode=config.match_mode,
         lenient=config.lenient, rel_keys=config.rel_keys, grounded_only=config.grounded_only, path=config.path1,

@@ -23,6 +23,9 @@ from typing import Any
 
 __all__ = [
     "DataError",
+    "same_file",
+    "check_input_file",
+    "check_output_path",
     "dumps",
     "iter_jsonl",
     "read_json",
@@ -50,6 +53,38 @@ class DataError(ValueError):
         if line is not None:
             where += f":{line}"
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
+
+    def __reduce__(self):
+        # Rebuilt from its parts, so it crosses process boundaries (a worker's error reaches the parent instead of
+        # failing to unpickle there, which left a multiprocessing pool waiting forever).
+        return type(self), (self.path, self.line, self.field, self.reason)
+
+
+def same_file(a: PathLike | None, b: PathLike | None) -> bool:
+    """Whether two paths name the same file (``./x`` and ``x``, links, case on case-insensitive disks)."""
+    if not a or not b:
+        return False
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.abspath(os.path.realpath(a)) == os.path.abspath(os.path.realpath(b))
+
+
+def check_input_file(path: PathLike, flag: str) -> None:
+    """An input that must be an existing file; a located error otherwise (a folder is a common slip)."""
+    if os.path.isdir(path):
+        raise DataError(path, None, None, f"{flag} is a directory; expected a file")
+    if not os.path.exists(path):
+        raise DataError(path, None, None, f"{flag}: file not found")
+
+
+def check_output_path(path: PathLike, flag: str, *inputs: tuple[PathLike | None, str]) -> None:
+    """An output that is not a folder and not one of the command's own inputs (``(path, flag)`` pairs)."""
+    if os.path.isdir(path):
+        raise DataError(path, None, None, f"{flag} is a directory; expected a file path")
+    for other, other_flag in inputs:
+        if same_file(path, other):
+            raise DataError(path, None, None, f"{flag} is the same file as {other_flag}; writing it would destroy "
+                            "that input: choose another path")
 
 
 def dumps(obj: Any) -> str:

@@ -134,13 +134,15 @@ def _rte(path: Path, data: Any) -> list[dict]:
     return out
 
 
-_NORMALIZERS = {"ner": _ner, "re": _pairs, "da": _pairs, "ee": _ee, "rte": _rte}
+_LAYOUTS = {"samples": _ner, "pairs": _pairs, "events": _ee, "triples": _rte}
 
 
 def normalize_demos(task: str, data: Any, path: str | os.PathLike = "<demonstrations>") -> list[dict]:
     """Validate one file's parsed content and return normalised demonstrations for ``prompts.examples_block``."""
-    task, path = check_task(task), Path(path)
-    demos = _NORMALIZERS[task](path, data)
+    from .prompts import icl_task
+
+    path = Path(path)
+    demos = _LAYOUTS[icl_task(task).demo_layout](path, data)
     if not demos:
         raise DataError(path, None, None, "no demonstrations in the file")
     return demos

@@ -22,9 +22,10 @@ from typing import Any, TextIO
 
 from ..args import parse_settings
 from ..engines import EndpointError, EngineOptions, Sampling, create_engine, engine_names
-from .prompts import ICL_TASKS, build_icl_prompt, check_task, normalize_language
+from .prompts import ICL_TASKS, build_icl_prompt, check_task, icl_task, normalize_language
 
-__all__ = ["ICLArguments", "parse_icl_args", "parse_labels", "check_args", "icl_prompt", "run_icl", "run_icl_command", "main"]
+__all__ = ["ICLArguments", "parse_icl_args", "parse_labels", "check_args", "icl_prompt", "run_icl", "run_icl_command",
+           "score_icl", "main"]
 
 _RE_FIELDS = ("head_entity", "head_type", "tail_entity", "tail_type")
 
@@ -103,14 +104,14 @@ def check_args(args: ICLArguments, *, batch: bool) -> None:
             raise ValueError(f"--task is required; valid tasks: {', '.join(ICL_TASKS)}")
         if not args.text_input:
             raise ValueError("--text_input is required (the text; for da, the relation label), or --input_file for a batch")
-        if args.task == "re":
+        if icl_task(args.task).needs_pair:
             missing = [f"--{name}" for name in _RE_FIELDS if not getattr(args, name)]
             if missing:
-                raise ValueError(f"task re needs {', '.join(missing)} (the entity pair and its types)")
+                raise ValueError(f"task {args.task} needs {', '.join(missing)} (the entity pair and its types)")
     elif not args.output_file and not args.print_prompt:
         raise ValueError("--input_file needs --output_file (where the prediction records go)")
-    if args.task == "da" and not args.labels:
-        raise ValueError("task da needs --labels (the entity types, e.g. 'person, organization')")
+    if args.task is not None and icl_task(args.task).needs_labels and not args.labels:
+        raise ValueError(f"task {args.task} needs --labels (the entity types, e.g. 'person, organization')")
     if args.engine is None and not args.print_prompt:
         raise ValueError(f"--engine is required; valid engines: {', '.join(engine_names())}")
     if args.concurrency < 1 or args.batch_size < 1:
@@ -124,9 +125,9 @@ def check_args(args: ICLArguments, *, batch: bool) -> None:
 def icl_prompt(args: ICLArguments, text: str, demos: list[dict] | None, fields: dict[str, Any] | None = None) -> str:
     """The PromptCraft user message; ``fields`` (a record) may supply the re pair, else the flags do."""
     fields = fields or {}
-    pair = {name: fields.get(name) or getattr(args, name) for name in _RE_FIELDS}
-    if args.task == "re" and not all(pair.values()):
-        raise ValueError(f"task re needs {', '.join(n for n, v in pair.items() if not v)} for the text {text[:40]!r}")
+    pair = _pair(args, fields)
+    if icl_task(args.task).needs_pair and not all(pair.values()):
+        raise ValueError(f"task {args.task} needs {', '.join(n for n, v in pair.items() if not v)} for the text {text[:40]!r}")
     return build_icl_prompt(args.task, args.language, text, domain=args.domain, labels=args.labels,
                             examples=demos, instruction=args.instruction, **pair)
 
@@ -173,7 +174,10 @@ def run_icl(args: ICLArguments, out: TextIO | None = None) -> dict[str, Any]:
         cache = ResponseCache(args.cache_dir) if args.cache_dir and not args.no_cache else None
         completion, _ = cached_complete(engine, engine.messages(prompt), sampling, cache)
         out.write(completion.text + "\n")
-        return {"output": completion.text, "prompt_tokens": completion.prompt_tokens,
+        extractions = icl_task(args.task).parse_answer(completion.text, pair=_pair(args, {}))
+        if extractions is not None:  # the answer in the task's format, read into typed extractions
+            print("extractions: " + json.dumps([e.to_json() for e in extractions], ensure_ascii=False), file=sys.stderr)
+        return {"output": completion.text, "extractions": extractions, "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens}
 
     records = read_batch_records(args.input_file)
@@ -198,7 +202,43 @@ def run_icl(args: ICLArguments, out: TextIO | None = None) -> dict[str, Any]:
     print(f"icl: {stats['answered']} answered ({stats['cached']} from cache, {stats['requested']} requested), "
           f"{stats['already_done']} already done; tokens: {stats['prompt_tokens']} prompt + "
           f"{stats['completion_tokens']} completion", file=sys.stderr)
+    if args.task is not None and stats["complete"] and make_prompt is not None:
+        from ..io import iter_jsonl
+
+        scores = score_icl(args, [record for _, record in iter_jsonl(args.output_file)])
+        if scores is not None:
+            stats["scores"] = scores
     return stats
+
+
+def _pair(args: ICLArguments, record: dict[str, Any]) -> dict[str, Any]:
+    return {name: record.get(name) or getattr(args, name) for name in _RE_FIELDS}
+
+
+def score_icl(args: ICLArguments, predictions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """P/R/F1 of PromptCraft answers against the raw records' own annotation (``None`` when they carry none).
+
+    Answers are read by the ICL task's parser into typed extractions and matched as multisets, as ``evaluate``
+    matches; an answer that is not in the task's format counts as a parse error and predicts nothing.
+    """
+    from collections import Counter
+
+    from ..evaluate import prf
+
+    spec = icl_task(args.task)
+    tp = pred = gold = errors = annotated = 0
+    for record in predictions:
+        truth = spec.gold(record)
+        annotated += bool(truth) or any(k in record for k in ("entity", "relation", "event", "labels"))
+        found = spec.parse_answer(record.get("output"), pair=_pair(args, record))
+        if found is None:
+            errors += 1
+            found = []
+        pred, gold = pred + len(found), gold + len(truth)
+        tp += sum((Counter(found) & Counter(truth)).values())
+    if not annotated:
+        return None
+    return {**prf(tp, pred, gold), "parse_errors": errors, "tp": tp, "pred": pred, "gold": gold}
 
 
 def run_icl_command(args: ICLArguments) -> int:

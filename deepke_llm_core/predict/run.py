@@ -97,6 +97,10 @@ def run_inference(args: InferArguments, engine: Any = None) -> dict[str, Any]:
     from ..prompts import query_of
 
     _check(args)
+    from ..io import check_input_file, check_output_path
+
+    check_input_file(args.input_file, "--input_file")
+    check_output_path(args.output_file, "--output_file", (args.input_file, "--input_file"))
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens)
     records = read_instruction_records(args.input_file)
     output_file = args.output_file
