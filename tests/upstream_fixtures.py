@@ -15,7 +15,6 @@ CONVERT_OUTPUTS = UPSTREAM / "convert" / "outputs"
 EVALUATE = UPSTREAM / "evaluate"
 ICL = UPSTREAM / "icl"
 ICL_DEMOS = ICL / "demos"
-LANGUAGES = ("zh", "en")
 # upstream's recommended split_num per task (its convert_func.py help text); the recorder used the same
 SPLIT_NUM = {"NER": 6, "RE": 4, "SPO": 4, "EE": 4, "EET": 4, "EEA": 4, "KG": 1}
 
