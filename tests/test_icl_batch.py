@@ -147,6 +147,8 @@ def test_single_text_with_demonstrations_sends_the_printed_prompt(openai_server,
     printed = capsys.readouterr().out
     assert openai_server.count == 0
     assert cli_main(argv) == 0
+    assert printed.endswith("\n")  # printed as upstream's print() prints; the message is the rest
+    printed = printed[:-1]
     assert openai_server.bodies[0]["messages"] == [{"role": "user", "content": printed}]
     assert printed == build_icl_prompt("re", "en", "Ann founded Acme.", head_entity="Acme", head_type="org",
                                        tail_entity="Ann", tail_type="person", labels=["founded_by"],

@@ -9,7 +9,8 @@ types, ``da`` needs ``--labels``; demonstrations are validated before the first 
 
 Single text: ``--text_input``; the answer goes to stdout. A file: ``--input_file`` and ``--output_file``; records
 plus ``output`` are written (resumable: ``engines.runner``), the run's settings without the API key beside them,
-and a usage summary is printed. ``--print_prompt`` prints the user message and exits without creating an engine.
+and a usage summary is printed. ``--print_prompt`` prints the user message (plus a newline, as upstream's
+``print``) and exits without creating an engine.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def run_icl(args: ICLArguments, out: TextIO | None = None) -> dict[str, Any]:
     if not batch:
         prompt = icl_prompt(args, args.text_input, demos)
         if args.print_prompt:
-            out.write(prompt)
+            out.write(prompt + "\n")  # as upstream prints: print(prompt), so da's prompt ends in a blank line
             return {"prompt": prompt}
         from ..engines.cache import ResponseCache
         from ..engines.runner import cached_complete
@@ -189,7 +190,7 @@ def run_icl(args: ICLArguments, out: TextIO | None = None) -> dict[str, Any]:
         make_prompt = lambda record: icl_prompt(args, record["text"], demos, record)  # noqa: E731
     if args.print_prompt:
         prompt = record_prompt(records[0], make_prompt) if records else ""
-        out.write(prompt)
+        out.write(prompt + "\n")
         return {"prompt": prompt}
     if make_prompt is None and not all(r.get("instruction") for r in records):
         raise ValueError(f"{args.input_file}: records without 'instruction' need --task for their PromptCraft prompt")
