@@ -139,21 +139,28 @@ def test_kg_split_num_minus_one_has_no_empty_chunk_unlike_upstream(tmp_path, lan
     assert out.read_bytes() == recorded("KG", language, "train").read_bytes()  # split_num 1 and -1 agree for KG
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 (found by these fixtures): EE/EEA --neg_schema 0 raises an "
-                                       "AssertionError in tasks.base.sample_subset; upstream writes each positive "
-                                       "event type with all its schema roles")
-@pytest.mark.parametrize("task", ["EE", "EEA"])
-def test_event_positives_only_training_files_match_upstream(tmp_path, task):
+def _without_empty_schema(lines: list[str]) -> list[str]:
+    """Lines that ask for something: a non-empty schema whose items are not all attribute-less (KG)."""
+    def asks(line: str) -> bool:
+        schema = [json.loads(item) for item in json.loads(line)["instruction"]["schema"]]
+        return bool(schema) and not all(item.get("attributes") == [] for item in schema)
+
+    return [line for line in lines if asks(line)]
+
+
+@pytest.mark.parametrize("task", ["EE", "EEA", "KG"])
+def test_positives_only_training_files_match_upstream_but_for_empty_instructions(tmp_path, task):
+    """With --neg_schema 0 every positive event type is asked with all its roles (EEA: every distinct trigger), as
+    upstream does.
+
+    The one difference, deliberate and listed in the README: for a record with nothing to extract, upstream's EE
+    and KG write an instruction with an empty schema (KG: no attributes) and an empty answer; ours write none (it teaches nothing,
+    and upstream's NER/RE/SPO/EET write none either).
+    """
     out = convert(tmp_path, raw_input(task), task, schema=schema_file(task), neg_schema=0)
-    assert order_blind_lines(out) == order_blind_lines(recorded(task, "zh", "train.neg0"))
-
-
-@pytest.mark.xfail(strict=True, reason="issue 17 (found by these fixtures), undecided: with --neg_schema 0 upstream's "
-                                       "KG also writes a record without relations (schema attributes [], output "
-                                       "{type: {}}); ours writes nothing for it")
-def test_kg_positives_only_training_file_matches_upstream(tmp_path):
-    out = convert(tmp_path, raw_input("KG"), "KG", schema=schema_file("KG"), neg_schema=0)
-    assert order_blind_lines(out) == order_blind_lines(recorded("KG", "zh", "train.neg0"))
+    ours, theirs = order_blind_lines(out), order_blind_lines(recorded(task, "zh", "train.neg0"))
+    assert ours == _without_empty_schema(theirs)
+    assert len(theirs) - len(ours) == (0 if task == "EEA" else 1)  # EEA drops event-less records in both
 
 
 # ---- chunking, options and modes -----------------------------------------------------------------------------

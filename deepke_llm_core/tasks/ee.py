@@ -126,8 +126,14 @@ def order_roles(roles: list[str], schema_roles: list[str], opts, rng) -> tuple[s
 
 
 def sample_roles(schema_roles: list[str], annotated: list[str], p: float, rng) -> list[str]:
-    """Unannotated roles sampled at rate p (at least one if nothing is annotated), then the annotated ones."""
+    """Unannotated roles sampled at rate p (at least one if nothing is annotated), then the annotated ones.
+
+    ``p == 0`` (positives only) keeps every role of the event type, as upstream does: there is nothing to sample
+    then, and an event type asked with some of its roles would teach the model to drop the others.
+    """
     rest = [r for r in schema_roles if r not in annotated]
+    if p == 0:
+        return rest + annotated
     n = binomial(rng, len(schema_roles), p)
     if not annotated:
         n = max(n, 1)
