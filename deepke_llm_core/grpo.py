@@ -98,7 +98,7 @@ def _trainer_class():
                           "keep prompts identical to inference; install trl>=1.0,<2 (tested with 1.16)")
 
     class ExtractionGRPOTrainer(GRPOTrainer):
-        prompt_ids: dict[str, list[int]] = {}
+        prompt_ids: dict[str, list[int]]  # prompt text -> its ids; set after construction
 
         def _tokenize_prompts(self, prompts: list):
             return [list(self.prompt_ids[p]) for p in prompts], None, {}

@@ -30,6 +30,17 @@ GRPO = ["--stage", "grpo", "--num_generations", "4", "--per_device_train_batch_s
         "--logging_steps", "1", "--learning_rate", "1e-3", "--lora_target", "all"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread samples several times faster than two on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def grpo(tiny_qwen, train_file, out, *extra) -> int:
     return main(["finetune", "--model_name_or_path", str(tiny_qwen), "--train_file", str(train_file),
                  "--output_dir", str(out), *GRPO, *extra])
@@ -87,6 +98,43 @@ def test_full_fine_tuning_saves_a_model(tiny_qwen, ner_files, tmp_path):
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
 
 
+def test_qlora_trains_an_adapter_on_a_4bit_base(ner_files, tmp_path):
+    """On the tiny IE base (the random model's answers all score alike, which leaves no gradient)."""
+    pytest.importorskip("bitsandbytes")
+    from deepke_llm_core.tiny_base import tiny_base_path
+
+    out = tmp_path / "qlora"
+    assert grpo(tiny_base_path(), ner_files["train"], out, "--bits", "4", "--max_steps", "3", "--save_strategy", "no",
+                "--max_target_length", "48") == 0
+    rows = history(out)
+    assert any(row["grad_norm"] > 0 for row in rows) and json.loads((out / "deepke_llm.json").read_text())["bits"] == 4
+
+
+@pytest.mark.slow
+def test_torchrun_and_deepspeed_share_the_prompts(tiny_qwen, ner_files, tmp_path):
+    """Two processes over gloo, under DeepSpeed ZeRO-2 where it is installed: 2 x 4 answers per step, one prompt per
+    process; 16 prompts make an epoch of 8 steps (one process alone would need 16)."""
+    import importlib.util
+    import socket
+
+    deepspeed = "ds_zero2.json" if importlib.util.find_spec("deepspeed") else None
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+               "-m", "deepke_llm_core", "finetune", "--model_name_or_path", str(tiny_qwen), "--train_file",
+               str(ner_files["train"]), "--output_dir", str(out), *GRPO, "--per_device_train_batch_size", "4",
+               "--max_steps", "2", "--save_strategy", "no",
+               *(["--deepspeed", str(ROOT / "cookbook" / "configs" / deepspeed)] if deepspeed else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [row["epoch"] for row in history(out)] == [pytest.approx(0.125), pytest.approx(0.25)]
+    assert (out / "adapter_model.safetensors").is_file()
+
+
 def test_a_killed_run_resumes_and_continues_the_step_count(tiny_qwen, ner_files, tmp_path, capsys):
     out = tmp_path / "resume"
     args = ["finetune", "--model_name_or_path", str(tiny_qwen), "--train_file", str(ner_files["train"]),
@@ -103,10 +151,13 @@ def test_a_killed_run_resumes_and_continues_the_step_count(tiny_qwen, ner_files,
     assert saved.exists() and not (out / "training_history.json").exists()  # killed mid-run
     # a kill during a save leaves a folder without trainer_state.json (written last): the rerun passes over it
     last = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    before = json.loads((out / f"checkpoint-{last}" / "trainer_state.json").read_text())["log_history"]
     assert main([*args[:-6], "--max_steps", str(last + 2), "--save_strategy", "steps", "--save_steps", "2"]) == 0
     assert f"resuming from {out / f'checkpoint-{last}'}" in capsys.readouterr().err
-    steps = [row["step"] for row in history(out)]
-    assert steps == list(range(1, last + 3)), steps  # one history: the first run's steps, then the continued ones
+    rows = history(out)
+    assert [row["step"] for row in rows] == list(range(1, last + 3))  # one history, continued
+    # the first run's steps are the killed run's own (their timings could not be reproduced by training them again)
+    assert rows[:last] == [row for row in before if "reward" in row]
 
 
 def test_prompts_are_the_token_ids_inference_uses(tiny_qwen):
@@ -138,6 +189,16 @@ def test_unsupported_settings_are_clear_errors(tiny_qwen, ner_files, tmp_path, c
     assert message in capsys.readouterr().err
 
 
+def test_records_without_a_task_are_refused(tiny_qwen, ner_files, tmp_path, capsys):
+    """The reward needs each record's task; a file that lost it says so instead of scoring nothing."""
+    from tests.conftest import read_lines, write_lines
+
+    records = [{k: v for k, v in r.items() if k != "task"} for r in read_lines(ner_files["train"])]
+    bad = write_lines(tmp_path / "no_task.json", records)
+    assert grpo(tiny_qwen, bad, tmp_path / "x", "--max_steps", "1") == 2
+    assert "needs each record's task" in capsys.readouterr().err
+
+
 def test_grpo_settings_without_the_grpo_stage_are_refused(tiny_qwen, ner_files, tmp_path, capsys):
     assert main(["finetune", "--model_name_or_path", str(tiny_qwen), "--train_file", str(ner_files["train"]),
                  "--output_dir", str(tmp_path / "x"), "--num_generations", "4"]) == 2
@@ -146,25 +207,18 @@ def test_grpo_settings_without_the_grpo_stage_are_refused(tiny_qwen, ner_files, 
 
 @pytest.mark.slow
 def test_grpo_raises_the_reward_of_an_sft_adapter(tmp_path):
-    import torch
-
     from deepke_llm_core.tiny_base import tiny_base_path
     from tests.test_learning import lora, prepare
 
-    base, seed = tiny_base_path(), 0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is several times faster on a busy 2-core machine
-    try:
-        files = prepare(tmp_path, seed, LEARN["records"], n_held_out=4)
-        sft = lora(base, files["train"], tmp_path / "sft", LEARN["sft_steps"], LEARN["lr"], seed)
-        out = tmp_path / "grpo"
-        assert main(["finetune", "--stage", "grpo", "--model_name_or_path", str(base), "--checkpoint_dir", str(sft),
-                     "--train_file", str(files["train"]), "--output_dir", str(out), "--max_steps", str(LEARN["grpo_steps"]),
-                     "--learning_rate", LEARN["lr"], "--num_generations", str(LEARN["num_generations"]),
-                     "--per_device_train_batch_size", str(LEARN["batch"]), "--max_target_length", str(LEARN["max_target_length"]),
-                     "--logging_steps", "1", "--save_strategy", "no", "--seed", str(seed)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    base, seed = tiny_base_path(), 0  # one thread (the autouse fixture): the measured numbers are reproduced exactly
+    files = prepare(tmp_path, seed, LEARN["records"], n_held_out=4)
+    sft = lora(base, files["train"], tmp_path / "sft", LEARN["sft_steps"], LEARN["lr"], seed)
+    out = tmp_path / "grpo"
+    assert main(["finetune", "--stage", "grpo", "--model_name_or_path", str(base), "--checkpoint_dir", str(sft),
+                 "--train_file", str(files["train"]), "--output_dir", str(out), "--max_steps", str(LEARN["grpo_steps"]),
+                 "--learning_rate", LEARN["lr"], "--num_generations", str(LEARN["num_generations"]),
+                 "--per_device_train_batch_size", str(LEARN["batch"]), "--max_target_length", str(LEARN["max_target_length"]),
+                 "--logging_steps", "1", "--save_strategy", "no", "--seed", str(seed)]) == 0
     rewards = [row["reward"] for row in history(out)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     print(f"GRPO seed {seed}: mean reward of the first five steps {first:.3f}, of the last five {last:.3f}")
