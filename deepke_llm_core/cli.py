@@ -65,10 +65,10 @@ def _evaluate(config) -> int:
     return 0
 
 
-def _finetune(model_args, data_args, method, train_args) -> int:
+def _finetune(*settings) -> int:
     from .train import run_finetune
 
-    run_finetune(model_args, data_args, method, train_args)
+    run_finetune(*settings)
     return 0
 
 
@@ -135,9 +135,9 @@ def _classes(stage: str) -> list[type]:
 
         return [EvalConfig]
     if stage == "finetune":
-        from .train import ARGUMENT_CLASSES
+        from .train import finetune_classes
 
-        return list(ARGUMENT_CLASSES)
+        return list(finetune_classes())
     if stage == "infer":
         from .predict import InferArguments
 
@@ -156,7 +156,7 @@ def _classes(stage: str) -> list[type]:
 STAGES: dict[str, tuple[str, Callable[..., int]]] = {
     "convert": ("IE records -> IEPile/InstructIE instruction records", _convert),
     "evaluate": ("score prediction records: P/R/F1 per task, per source and per type", _evaluate),
-    "finetune": ("fine-tuning: LoRA, QLoRA (--bits 4), P-Tuning or full", _finetune),
+    "finetune": ("fine-tuning: LoRA, QLoRA (--bits 4), P-Tuning or full; --stage grpo: reinforcement fine-tuning", _finetune),
     "infer": ("generate prediction records for a converted test file (a local model, vLLM or an endpoint)", _infer),
     "merge": ("merge the outputs of deepke-llm infer --num_shards N back into one file, in input order", _merge),
     "export": ("merge a LoRA adapter into its base model and save it", _export),

@@ -67,7 +67,7 @@ class DataArguments:
 class FinetuningArguments:
     """The fine-tuning method: a PEFT config, or none for full fine-tuning."""
 
-    stage: str = "sft"
+    stage: str = field(default="sft", metadata={"help": "sft, or grpo: reinforcement with the extraction reward (grpo.py)"})
     finetuning_type: str = field(default="lora", metadata={"help": "lora, full or p_tuning"})
     lora_r: int = 8
     lora_alpha: int | None = field(default=None, metadata={"help": "default: 2 * lora_r"})
@@ -143,8 +143,30 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, FinetuningArguments, Training
 
 
 def parse_finetune_args(argv: list[str] | None = None):
-    """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora_sft.yaml``)."""
-    return parse_settings(ARGUMENT_CLASSES, argv, prog="deepke-llm finetune")
+    """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora_sft.yaml``).
+
+    With ``--stage grpo`` a fifth object holds the GRPO settings (``grpo.GrpoArguments``).
+    """
+    return _split_grpo(*parse_settings(finetune_classes(), argv, prog="deepke-llm finetune"))
+
+
+def finetune_classes() -> tuple[type, ...]:
+    """Every settings class of ``deepke-llm finetune``: the four of SFT and GRPO's."""
+    from .grpo import GrpoArguments
+
+    return (*ARGUMENT_CLASSES, GrpoArguments)
+
+
+def _split_grpo(*parsed: Any) -> tuple:
+    """SFT's four objects, plus the GRPO settings with ``--stage grpo``; GRPO settings without it are refused."""
+    from .grpo import GrpoArguments
+
+    *parsed, grpo_args = parsed
+    if parsed[2].stage == "grpo":
+        return (*parsed, grpo_args)
+    if grpo_args != GrpoArguments():
+        raise ValueError("GRPO settings (num_generations, beta, the reward weights, ...) need --stage grpo")
+    return tuple(parsed)
 
 
 # ---- data --------------------------------------------------------------------------------------------------
@@ -216,8 +238,8 @@ def peft_config(model: Any, model_args: ModelArguments, method: FinetuningArgume
 
 
 def _check_arguments(model_args: ModelArguments, method: FinetuningArguments, train_args: TrainingArguments) -> None:
-    if method.stage != "sft":
-        raise ValueError(f"only --stage sft is implemented (got {method.stage!r})")
+    if method.stage not in ("sft", "grpo"):
+        raise ValueError(f"--stage must be sft or grpo (got {method.stage!r})")
     if model_args.bits not in (None, 4, 8, 16, 32):
         raise ValueError(f"--bits must be 4, 8, 16 or 32, got {model_args.bits}")
     if model_args.bits in (4, 8) and method.finetuning_type != "lora":
@@ -256,12 +278,16 @@ def warn_if_template_markers_unknown(template: str, tokenizer: Any) -> None:
 
 
 def finetune(model_args: ModelArguments, data_args: DataArguments, method: FinetuningArguments,
-             train_args: TrainingArguments) -> dict[str, Any]:
+             train_args: TrainingArguments, grpo_args: Any = None) -> dict[str, Any]:
     """Train and save the adapter (or model) with its tokenizer and run info; returns the final metrics.
 
     A rerun on the same ``output_dir`` resumes from its last checkpoint (a kill loses at most one save
-    interval) unless ``overwrite_output_dir`` is set.
+    interval) unless ``overwrite_output_dir`` is set. ``method.stage == "grpo"`` hands over to ``grpo.py``.
     """
+    if method.stage == "grpo":
+        from .grpo import finetune_grpo
+
+        return finetune_grpo(model_args, data_args, method, train_args, grpo_args)
     from transformers import DataCollatorForSeq2Seq, Trainer
 
     from .models import load_model_and_tokenizer
@@ -347,11 +373,15 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     return metrics
 
 
-def run_finetune(model_args: ModelArguments, data_args: DataArguments, method: FinetuningArguments,
-                 train_args: TrainingArguments) -> dict[str, Any]:
-    """Train and print the metrics (the ``deepke-llm finetune`` body); under torchrun, leave the group cleanly."""
+def run_finetune(*settings: Any) -> dict[str, Any]:
+    """Train and print the metrics (the ``deepke-llm finetune`` body); under torchrun, leave the group cleanly.
+
+    ``settings`` are what :func:`parse_finetune_args` returns (or the five objects of ``finetune_classes``).
+    """
+    if len(settings) == 5:
+        settings = _split_grpo(*settings)
     try:
-        metrics = finetune(model_args, data_args, method, train_args)
+        metrics = finetune(*settings)
         _leave_process_group(wait_for_all=True)
     finally:
         _leave_process_group(wait_for_all=False)  # after an error: no barrier, the other ranks may be gone

@@ -22,7 +22,7 @@ from .records import Extraction, Mark, Mention  # noqa: F401 - Mention: the doct
 if TYPE_CHECKING:
     from .tasks import Task
 
-__all__ = ["load_history", "plot_training_history", "plot_per_type_f1", "locate",
+__all__ = ["load_history", "plot_training_history", "plot_rewards", "plot_per_type_f1", "locate",
            "highlight_html", "diff_tuples", "diff_html", "save_html"]
 
 
@@ -65,6 +65,29 @@ def plot_training_history(path: str | os.PathLike, out_png: str | os.PathLike | 
         ax_lr.plot(*zip(*rates), color="tab:green")
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
+    figure.tight_layout()
+    if out_png:
+        figure.savefig(out_png, dpi=100)
+    return figure
+
+
+def plot_rewards(path: str | os.PathLike, out_png: str | os.PathLike | None = None):
+    """A GRPO run's mean reward and each of its terms (``rewards/<term>/mean``, unweighted) against the step.
+
+    Returns the matplotlib figure; saved to ``out_png`` when given.
+    """
+    rows = [r for r in load_history(path) if "reward" in r and "step" in r]
+    terms = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    axis.plot([r["step"] for r in rows], [r["reward"] for r in rows], color="black", linewidth=2, label="reward (weighted sum)")
+    for key in terms:
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        axis.plot(*zip(*points), linewidth=1, label=key.split("/")[1].removesuffix("_reward"))
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("step")
+    axis.set_ylabel("mean over the step's answers")
+    axis.legend(fontsize="small")
     figure.tight_layout()
     if out_png:
         figure.savefig(out_png, dpi=100)
