@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson  # a small compiled parser, 3-4x faster than json here; imported eagerly as the hot loop needs it
 
 from .io import DataError, iter_jsonl
 from .tasks import TASKS, Task, get_task
@@ -76,8 +79,6 @@ def _loads(text: str | bytes) -> Any:
     """``json.loads`` semantics at orjson's speed: orjson first (3-4x faster on these records), ``json`` for
     what orjson refuses but upstream's ``json.loads`` accepts (``NaN``, lone surrogates). Raises ValueError or
     RecursionError (a 5,000-digit integer, a 1,000-deep nest) like ``json.loads``."""
-    import orjson
-
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -156,77 +157,65 @@ class _Instance:
 
 
 class _Tally:
-    """Micro-averaged counts of one group (the total, or one ``sort_by`` value), per level and per type."""
+    """Micro-averaged counts of one group (the total, or one ``sort_by`` value): per level, the types of the
+    true positives, of the predictions and of the gold items (Counters fed whole lists: counting runs in C)."""
 
-    __slots__ = ("instances", "errors", "totals", "types")
+    __slots__ = ("instances", "errors", "counts")
 
     def __init__(self):
         self.instances = 0
         self.errors = 0
-        self.totals: dict[str, list[int]] = {}  # prefix -> [tp, pred, gold]
-        self.types: dict[str, dict[str, list[int]]] = {}  # prefix -> type -> [tp, pred, gold]
+        self.counts: dict[str, tuple[Counter, Counter, Counter]] = {}  # prefix -> (tp, pred, gold) by type
 
-    def add(self, counts: dict[str, dict[str, list[int]]], errors: int) -> None:
+    def add(self, levels: list[tuple[str, list, list, list]], errors: int) -> None:
         self.instances += 1
         self.errors += errors
-        for prefix, kinds in counts.items():
-            total = self.totals.setdefault(prefix, [0, 0, 0])
-            types = self.types.setdefault(prefix, {})
-            for kind, (tp, pred, gold) in kinds.items():
-                bucket = types.get(kind)
-                if bucket is None:
-                    bucket = types[kind] = [0, 0, 0]
-                bucket[0] += tp
-                bucket[1] += pred
-                bucket[2] += gold
-                total[0] += tp
-                total[1] += pred
-                total[2] += gold
+        for prefix, tp, pred, gold in levels:
+            counters = self.counts.get(prefix)
+            if counters is None:
+                counters = self.counts[prefix] = (Counter(), Counter(), Counter())
+            counters[0].update(tp)
+            counters[1].update(pred)
+            counters[2].update(gold)
 
     def result(self, prefixes: list[str]) -> dict[str, Any]:
         """Upstream's result keys (总样本数, 错误数, P/R/F1 or event_/argument_ prefixed) plus ``per_type``."""
         result: dict[str, Any] = {"总样本数": self.instances, "错误数": self.errors}
         breakdown: dict[str, Any] = {}
+        empty: tuple[Counter, Counter, Counter] = (Counter(), Counter(), Counter())
         for prefix in prefixes:
-            tp, pred, gold = self.totals.get(prefix, (0, 0, 0))
-            for key, value in prf(tp, pred, gold).items():
+            tp, pred, gold = self.counts.get(prefix, empty)
+            for key, value in prf(sum(tp.values()), sum(pred.values()), sum(gold.values())).items():
                 result[prefix + key] = value
-            kinds = self.types.get(prefix, {})
-            for kind in sorted(kinds):
-                tp, pred, gold = kinds[kind]
+            for kind in sorted(pred.keys() | gold.keys()):
                 entry = breakdown.setdefault(kind, {})
-                for key, value in prf(tp, pred, gold).items():
+                for key, value in prf(tp[kind], pred[kind], gold[kind]).items():
                     entry[prefix + key] = value
-                entry.update({prefix + "tp": tp, prefix + "pred": pred, prefix + "gold": gold})
+                entry.update({prefix + "tp": tp[kind], prefix + "pred": pred[kind], prefix + "gold": gold[kind]})
         result["per_type"] = breakdown
         return result
 
 
-def _instance_counts(task: Task, instance: _Instance, dedupe: bool) -> dict[str, dict[str, list[int]]]:
-    """``{prefix: {type: [tp, pred, gold]}}`` of one instance; ``dedupe`` (set mode) per level, as upstream."""
+def _instance_counts(task: Task, instance: _Instance, dedupe: bool) -> list[tuple[str, list, list, list]]:
+    """``[(prefix, tp types, pred types, gold types)]`` of one instance: the type of every true positive,
+    prediction and gold item, per level; ``dedupe`` (set mode) de-duplicates each level, as upstream does."""
     preds = task.score_levels(instance.pred)
     golds = task.score_levels(instance.gold)
-    counts: dict[str, dict[str, list[int]]] = {}
-    for prefix in preds.keys() | golds.keys():
+    levels = []
+    for prefix in golds.keys() | preds.keys():
         pred_items = preds.get(prefix, [])
         gold_items = golds.get(prefix, [])
         if dedupe:  # an item's type is a function of the item, so de-duplicating (type, item) pairs is upstream's set()
-            pred_counter, gold_counter = Counter(dict.fromkeys(pred_items, 1)), Counter(dict.fromkeys(gold_items, 1))
-        else:
-            pred_counter, gold_counter = Counter(pred_items), Counter(gold_items)
-        kinds = counts[prefix] = {}
-        for (kind, item), n in pred_counter.items():
-            bucket = kinds.get(kind)
-            if bucket is None:
-                bucket = kinds[kind] = [0, 0, 0]
-            bucket[0] += min(n, gold_counter.get((kind, item), 0))
-            bucket[1] += n
-        for (kind, _), n in gold_counter.items():
-            bucket = kinds.get(kind)
-            if bucket is None:
-                bucket = kinds[kind] = [0, 0, 0]
-            bucket[2] += n
-    return counts
+            pred_items, gold_items = list(dict.fromkeys(pred_items)), list(dict.fromkeys(gold_items))
+        tp: list[str] = []
+        if pred_items and gold_items:
+            gold_counter = Counter(gold_items)
+            for item, n in Counter(pred_items).items():
+                hit = gold_counter.get(item)
+                if hit:
+                    tp += [item[0]] * min(n, hit)
+        levels.append((prefix, tp, [kind for kind, _ in pred_items], [kind for kind, _ in gold_items]))
+    return levels
 
 
 @dataclass
@@ -243,16 +232,15 @@ class _Options:
 class _Pass:
     """One pass over the records: instances scored as their text's run of records ends.
 
-    With ``held`` (hashes of keys whose records are scattered), those keys' instances are kept to the end
-    instead; without it, a key that comes back after its run ended is noted in ``scattered``, and the caller
-    makes a second pass (this pass's numbers are then discarded, so scoring stops once one is found).
+    Without ``held``, the hash of each run's key is appended to ``runs`` (8 bytes per text, the only thing that
+    grows with the file; see ``_repeated``); a hash found twice there at the end is a text whose records are scattered, and the
+    caller makes a second pass with ``held`` = those hashes, whose instances are then kept to the end.
     """
 
     def __init__(self, options: _Options, held: set[int] | None):
         self.o = options
         self.held = held
-        self.scattered: set[int] = set()
-        self.finished: set[int] = set()
+        self.runs = [array("q") for _ in range(64)]
         self.tallies: dict[str | None, _Tally] = {None: _Tally()}
         self.run_key: str | None = None
         self.run: list[_Instance] = []
@@ -260,8 +248,6 @@ class _Pass:
         self.task_line: int | None = None
 
     def _score(self, instances: list[_Instance]) -> None:
-        if self.scattered:
-            return
         task, dedupe, sort_by = self.o.task, self.o.dedupe, self.o.sort_by
         for instance in instances:
             counts = _instance_counts(task, instance, dedupe)
@@ -288,47 +274,65 @@ class _Pass:
                             f"{self.o.task.name!r}: one run scores one task; split the file by its task field, "
                             "or pass --task to score every record as one task")
 
-    def feed(self, number: int | None, record: Any) -> None:
+    def consume(self, pairs: Iterable[tuple[int | None, Any]]) -> None:
+        """Feed ``(line, record)`` pairs. One loop with local names: it runs once per line of a large file."""
         o = self.o
-        if not isinstance(record, dict):
-            raise DataError(o.path, number, None, "expected a JSON object")
-        self._check_task(number, record)
+        lenient, rel_keys, grounded_only = o.lenient, o.rel_keys, o.grounded_only
+        held, runs = self.held, self.runs
+        fast_loads, slow_error = orjson.loads, orjson.JSONDecodeError
+        last_task: Any = self  # no record's task field is this object: the first record is always checked
+        task = o.task
+        for number, record in pairs:
+            if type(record) is not dict:
+                raise DataError(o.path, number, None, "expected a JSON object")
+            given = record.get("task")
+            if given != last_task or task is None:
+                self._check_task(number, record)
+                last_task, task = given, o.task
+            if "id" not in record or "label" not in record or "output" not in record:
+                self._missing(number, record)
+            source, rid = record.get("source", "None"), record["id"]
+            key = (source if type(source) is str else str(source)) + (rid if type(rid) is str else str(rid))
+            if key != self.run_key:
+                self._end_run()
+                self.run_key = key
+                h = hash(key)
+                if held is None:
+                    runs[h & 63].append(h)
+                    self.run = []
+                elif h in held:
+                    self.run = self.kept.setdefault(key, [])
+                else:
+                    self.run = []
+            instruction = record.get("instruction")
+            instance = None
+            for candidate in self.run:
+                if instruction not in candidate.seen or type(instruction) is not str:
+                    instance = candidate
+                    break
+            if instance is None:
+                instance = self._new_instance(number, record)
+                self.run.append(instance)
+            instance.seen.add(instruction)
+            output = record["output"]
+            try:
+                parsed = fast_loads(output) if type(output) is str else parse_json_output(output, lenient)
+            except slow_error:
+                parsed = parse_json_output(output, lenient)
+            if type(parsed) is not dict:
+                instance.errors += 1
+                continue
+            predicted = task.parse_output(parsed, rel_keys)
+            if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
+                text = instruction_input(record)
+                predicted = [t for t in predicted if all(s in text for s in _strings(t))]
+            instance.pred.extend(predicted)
+
+    def _missing(self, number: int | None, record: dict) -> None:
         for field in ("id", "label", "output"):
             if field not in record:
                 hint = " (run deepke-llm infer on the converted test file first)" if field == "output" else ""
-                raise DataError(o.path, number, field, f"missing{hint}")
-        key = str(record.get("source", "None")) + str(record["id"])
-        if key != self.run_key:
-            self._end_run()
-            self.run_key = key
-            h = hash(key)
-            if self.held is not None and h in self.held:
-                self.run = self.kept.setdefault(key, [])
-            else:
-                if h in self.finished:
-                    self.scattered.add(h)
-                self.run = []
-        instruction = record.get("instruction")
-        instance = None
-        for candidate in self.run:
-            if instruction not in candidate.seen or not isinstance(instruction, str):
-                instance = candidate
-                break
-        if instance is None:
-            instance = self._new_instance(number, record)
-            self.run.append(instance)
-        instance.seen.add(instruction)
-        if self.scattered:
-            return  # this pass's numbers will be discarded: only the keys matter now
-        parsed = parse_json_output(record["output"], o.lenient)
-        if parsed is None:
-            instance.errors += 1
-            return
-        predicted = o.task.parse_output(parsed, o.rel_keys)
-        if o.grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
-            text = instruction_input(record)
-            predicted = [t for t in predicted if all(s in text for s in _strings(t))]
-        instance.pred.extend(predicted)
+                raise DataError(self.o.path, number, field, f"missing{hint}")
 
     def _new_instance(self, number: int | None, record: dict) -> _Instance:
         o = self.o
@@ -351,10 +355,8 @@ class _Pass:
     def _end_run(self) -> None:
         if self.run_key is None:
             return
-        h = hash(self.run_key)
-        if self.held is None or h not in self.held:
+        if self.held is None or hash(self.run_key) not in self.held:
             self._score(self.run)
-            self.finished.add(h)
         self.run_key, self.run = None, []
 
     def finish(self) -> None:
@@ -378,19 +380,29 @@ def _numbered(records: Iterable) -> Iterator[tuple[int | None, Any]]:
             yield n, item
 
 
+def _repeated(buckets: list[array]) -> set[int]:
+    """The hashes that occur more than once. Kept in 64 arrays by their low bits (8 bytes per text: a Python set of
+    all of them would take about 60, the difference between flat and growing memory on a large file), so the
+    check needs a set of one bucket at a time, built in C."""
+    repeated: set[int] = set()
+    for bucket in buckets:
+        if len(set(bucket)) != len(bucket):
+            repeated.update(h for h, n in Counter(bucket).items() if n > 1)
+    return repeated
+
+
 def _evaluate(open_records: Callable[[], Iterable], options: _Options) -> dict[str, Any]:
-    """Score in one pass when every text's records are adjacent, in two when some are not."""
+    """Score ``(line, record)`` pairs in one pass when every text's records are adjacent, in two when some are not."""
     first = _Pass(options, held=None)
-    for number, record in _numbered(open_records()):
-        first.feed(number, record)
+    first.consume(open_records())
     first.finish()
     if options.task is None:
         raise DataError(options.path, None, None, "no prediction records to score")
-    if not first.scattered:
+    scattered = _repeated(first.runs)
+    if not scattered:
         return first.result()
-    second = _Pass(options, held=first.scattered)
-    for number, record in _numbered(open_records()):
-        second.feed(number, record)
+    second = _Pass(options, held=scattered)
+    second.consume(open_records())
     second.finish()
     return second.result()
 
@@ -417,14 +429,12 @@ def evaluate_records(records: Iterable, task: str | Task | None = None, *, sort_
     options = _options(task, sort_by, match_mode, lenient, rel_keys, grounded_only, path)
     if iter(records) is records:
         records = list(records)
-    return _evaluate(lambda: records, options)
+    return _evaluate(lambda: _numbered(records), options)
 
 
 def _records(path: str) -> Iterator[tuple[int, Any]]:
     """``(line, value)`` of a JSON Lines file, parsed by orjson; a line it refuses is read as ``json`` reads it
     (``NaN``, a BOM), or reported with file and line."""
-    import orjson
-
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
