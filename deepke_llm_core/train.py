@@ -59,6 +59,9 @@ class DataArguments:
     cutoff_len: int = field(default=1024, metadata={"help": "prompt + answer; longer examples are skipped and reported"})
     preprocessing_num_workers: int | None = field(default=None, metadata={
         "help": "tokenize in this many processes (datasets.map num_proc); worth it from about 100k records"})
+    packing: str = field(default="auto", metadata={
+        "help": "auto, true or false: a batch's examples in one row without padding, attention kept within each "
+                "(exact; auto: with flash-attention, where it is also faster; see packing.py)"})
 
 
 @dataclass
@@ -240,7 +243,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     A rerun on the same ``output_dir`` resumes from its last checkpoint (a kill loses at most one save
     interval) unless ``overwrite_output_dir`` is set.
     """
-    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers import Trainer
     from transformers import TrainingArguments as HfTrainingArguments
 
     from .models import load_model_and_tokenizer
@@ -304,7 +307,11 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         train_sampling_strategy="group_by_length" if train_args.group_by_length else "random",
         remove_unused_columns=False, disable_tqdm=not sys.stderr.isatty(),
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=-100)
+    from .packing import training_collator, use_packing
+
+    packed = use_packing(data_args.packing, model, method.finetuning_type)
+    print(f"[finetune] batches: {'packed (padding-free)' if packed else 'padded'}", file=sys.stderr)
+    collator = training_collator(tokenizer, model, method.finetuning_type, packed)
     trainer = Trainer(model=model, args=hf_args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=collator, processing_class=tokenizer)
 
