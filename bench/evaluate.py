@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,7 @@ def main() -> None:
     parser.add_argument("--upstream_python", default=None, help="a Python with jieba and rouge_chinese installed")
     parser.add_argument("--shuffled_upstream", action="store_true", help="also run upstream on the shuffled files")
     parser.add_argument("--workdir", default=None, help="where the files go (default: a temporary folder)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each, interleaved; the median is printed")
     args = parser.parse_args()
     folder = Path(args.upstream)
     if not (folder / "eval_func.py").is_file():
@@ -191,36 +193,41 @@ def main() -> None:
     python = upstream_python(args.upstream_python)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)
-        print(f"{'task':<4} {'lines':>8} {'run':<18} {'seconds':>8} {'peak MB':>8} {'x upstream':>10}  same scores")
+        print(f"{'task':<4} {'lines':>8} {'run':<18} {'seconds':>8} {'peak MB':>8} {'x upstream':>10}  same scores"
+              f"   (median of {args.repeats}, runs interleaved)")
         for task in args.tasks:
             for lines in args.lines:
                 path = build_file(task, lines, root)
-                n = sum(1 for _ in open(path, encoding="utf-8"))
-                runs = [("upstream", path, True), ("ours", path, False), ("ours shuffled", None, False)]
-                if args.shuffled_upstream:
-                    runs.append(("upstream shuffled", None, True))
                 shuffled = shuffled_copy(path)
-                reference = None
-                for name, file, is_upstream in runs:
-                    file = file or shuffled
-                    out = root / f"{name.replace(' ', '_')}.json"
-                    if is_upstream:
-                        result = measure(python, "path", "eval_func.py", ["--path1", str(file), "--task", task], cwd=str(folder))
-                        scores = json.loads((file.parent / "output_msg" / file.name).read_text(encoding="utf-8"))
-                    else:
-                        result = measure(sys.executable, "module", "deepke_llm_core",
-                                         ["evaluate", "--path1", str(file), "--task", task, "--out_path", str(out)])
-                        scores = json.loads(out.read_text(encoding="utf-8"))
-                    if name == "upstream":
-                        reference, base = scores, result["seconds"]
-                        verdict = ""
-                    else:
-                        ok, why = same_scores(scores, reference)
+                n = sum(1 for _ in open(path, encoding="utf-8"))
+                names = ["upstream", "ours", "ours shuffled"] + (["upstream shuffled"] if args.shuffled_upstream else [])
+                results: dict[str, list[dict]] = {name: [] for name in names}
+                scores: dict[str, dict] = {}
+                for rep in range(args.repeats):
+                    for name in (names if rep % 2 == 0 else names[::-1]):
+                        file = shuffled if name.endswith("shuffled") else path
+                        if name.startswith("upstream"):
+                            result = measure(python, "path", "eval_func.py", ["--path1", str(file), "--task", task],
+                                             cwd=str(folder))
+                            scores[name] = json.loads((file.parent / "output_msg" / file.name).read_text(encoding="utf-8"))
+                        else:
+                            out = root / f"{name.replace(' ', '_')}.json"
+                            result = measure(sys.executable, "module", "deepke_llm_core",
+                                             ["evaluate", "--path1", str(file), "--task", task, "--out_path", str(out)])
+                            scores[name] = json.loads(out.read_text(encoding="utf-8"))
+                        results[name].append(result)
+                median = {name: {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb")}
+                          for name, runs in results.items()}
+                base = median["upstream"]["seconds"]
+                for name in names:
+                    verdict = ""
+                    if name != "upstream":
+                        ok, why = same_scores(scores[name], scores["upstream"])
                         verdict = "yes" if ok else f"NO: {why}"
-                    print(f"{task:<4} {n:>8} {name:<18} {result['seconds']:>8.2f} {result['peak_mb']:>8.1f} "
-                          f"{result['seconds'] / base:>10.2f}  {verdict}", flush=True)
-                core = {k: v for k, v in reference["total"].items()}
-                print(f"     upstream's total: {json.dumps(core, ensure_ascii=False)}", flush=True)
+                    m = median[name]
+                    print(f"{task:<4} {n:>8} {name:<18} {m['seconds']:>8.2f} {m['peak_mb']:>8.1f} "
+                          f"{m['seconds'] / base:>10.2f}  {verdict}", flush=True)
+                print(f"     upstream's total: {json.dumps(scores['upstream']['total'], ensure_ascii=False)}", flush=True)
                 for file in (path, shuffled):
                     file.unlink()
 

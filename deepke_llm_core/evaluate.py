@@ -233,8 +233,8 @@ class _Pass:
     """One pass over the records: instances scored as their text's run of records ends.
 
     Without ``held``, the hash of each run's key is appended to ``runs`` (8 bytes per text, the only thing that
-    grows with the file; see ``_repeated``); a hash found twice there at the end is a text whose records are scattered, and the
-    caller makes a second pass with ``held`` = those hashes, whose instances are then kept to the end.
+    grows with the file; see ``_repeated``); a hash found twice there at the end is a text whose records are
+    scattered, and the caller makes a second pass with ``held`` = those hashes, whose instances are kept to the end.
     """
 
     def __init__(self, options: _Options, held: set[int] | None):
@@ -263,7 +263,10 @@ class _Pass:
         if self.o.task is None:
             if not isinstance(given, str):
                 raise DataError(self.o.path, number, "task", "no task field; pass --task")
-            self.o.task = get_task(given)
+            try:
+                self.o.task = get_task(given)
+            except ValueError as exc:
+                raise DataError(self.o.path, number, "task", str(exc)) from None
             self.task_line = number
             return
         if isinstance(given, str) and given.upper() in TASKS and given.upper() != self.o.task.name:
@@ -306,14 +309,16 @@ class _Pass:
                     self.run = []
             instruction = record.get("instruction")
             instance = None
+            known = type(instruction) is str  # without one, chunks are never taken for a duplicate text
             for candidate in self.run:
-                if instruction not in candidate.seen or type(instruction) is not str:
+                if not known or instruction not in candidate.seen:
                     instance = candidate
                     break
             if instance is None:
                 instance = self._new_instance(number, record)
                 self.run.append(instance)
-            instance.seen.add(instruction)
+            if known:
+                instance.seen.add(instruction)
             output = record["output"]
             try:
                 parsed = fast_loads(output) if type(output) is str else parse_json_output(output, lenient)

@@ -288,3 +288,13 @@ def test_file_and_records_agree_and_a_generator_is_accepted(tmp_path):
     from deepke_llm_core.io import iter_jsonl
 
     assert evaluate_records(iter_jsonl(path)) == evaluate_records(records) == evaluate_file(EvalConfig(path1=str(path)))[0]
+
+
+def test_odd_instruction_and_task_fields_are_located_not_raised(tmp_path, capsys):
+    label = [{"entity": "Tom", "entity_type": "person"}]
+    odd = [record("NER", label, '{"person": ["Tom"]}', id_="a") | {"instruction": {"not": "a string"}},
+           record("NER", label, '{"person": ["Tom"]}', id_="a") | {"instruction": None}]
+    assert evaluate_records(numbered(odd))["total"]["总样本数"] == 1  # no instruction to tell a duplicate by
+    path = write_lines(tmp_path / "p.json", [record("XYZ", label, "{}")])
+    assert main(["evaluate", "--path1", str(path)]) == 2
+    assert "p.json:1: task: unknown task 'XYZ'" in capsys.readouterr().err
