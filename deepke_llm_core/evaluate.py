@@ -241,6 +241,8 @@ class _Pass:
         self.o = options
         self.held = held
         self.runs = [array("q") for _ in range(64)]
+        self.recent: set[int] = set()  # the last few thousand run keys: a scattered file shows itself early
+        self.scoring = True
         self.tallies: dict[str | None, _Tally] = {None: _Tally()}
         self.run_key: str | None = None
         self.run: list[_Instance] = []
@@ -303,10 +305,17 @@ class _Pass:
                 if held is None:
                     runs[h & 63].append(h)
                     self.run = []
+                    if h in self.recent:  # certainly scattered: this pass's numbers will be discarded
+                        self.scoring = False
+                    self.recent.add(h)
+                    if len(self.recent) > 4096:
+                        self.recent.clear()
                 elif h in held:
                     self.run = self.kept.setdefault(key, [])
                 else:
                     self.run = []
+            if not self.scoring:
+                continue  # only the run keys matter now
             instruction = record.get("instruction")
             instance = None
             known = type(instruction) is str  # without one, chunks are never taken for a duplicate text
@@ -360,7 +369,7 @@ class _Pass:
     def _end_run(self) -> None:
         if self.run_key is None:
             return
-        if self.held is None or hash(self.run_key) not in self.held:
+        if self.scoring and (self.held is None or hash(self.run_key) not in self.held):
             self._score(self.run)
         self.run_key, self.run = None, []
 
