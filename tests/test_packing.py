@@ -32,9 +32,14 @@ def examples(lora_model, ner_files):
     from deepke_llm_core.encoding import tokenize_example
 
     tokenizer = lora_model[1]
-    records = [json.loads(line) for line in ner_files["train"].read_text(encoding="utf-8").splitlines()[:5]]
+    records = [json.loads(line) for line in ner_files["train"].read_text(encoding="utf-8").splitlines()[:6]]
+    # three IEPile instructions, three plain ones (the bare input text; any instruction trains): some examples are
+    # half as long as others, so the padded batch really pads and a packed row holds two examples
+    for record in records[3:]:
+        record["instruction"] = json.loads(record["instruction"])["input"]
     rows = [tokenize_example(r, tokenizer, "auto", None, 512)[0] for r in records]
-    assert len({len(r["input_ids"]) for r in rows}) > 1  # different lengths: the padded batch really pads
+    lengths = sorted(len(r["input_ids"]) for r in rows)
+    assert lengths[0] + lengths[1] <= lengths[-1], lengths
     return rows
 
 
@@ -64,27 +69,55 @@ def _per_example(logits, shift_labels, counts):
     return [piece.mean().item() for piece in pieces]
 
 
-@pytest.mark.parametrize("packing", [True, False])
-def test_a_batch_gives_each_example_its_own_loss_and_gradients(lora_model, examples, packing):
+@pytest.mark.parametrize("layout", ["padded", "packed rows", "packed in one row"])
+def test_a_batch_gives_each_example_its_own_loss_and_gradients(lora_model, examples, layout):
     model, tokenizer = lora_model
+    packing = layout != "padded"
+    if packing:  # packed rows hold the longest examples first: score the examples in that order
+        examples = sorted(examples, key=lambda r: -len(r["input_ids"]))
     losses, counts, summed = _alone(model, examples)
-    batch = training_collator(tokenizer, model, "lora", packing)(examples)
+    batch = training_collator(tokenizer, model, "lora", packing, one_row=layout == "packed in one row")(examples)
     assert ("position_ids" in batch) == packing and "attention_mask" not in batch
-    assert batch["input_ids"].shape[0] == (1 if packing else len(examples))
-    assert batch["input_ids"].numel() == (sum(len(r["input_ids"]) for r in examples) if packing else batch["input_ids"].numel())
+    tokens, longest = sum(len(r["input_ids"]) for r in examples), max(len(r["input_ids"]) for r in examples)
+    rows = {"padded": len(examples), "packed rows": batch["input_ids"].shape[0], "packed in one row": 1}[layout]
+    assert batch["input_ids"].shape[0] == rows
+    if layout == "packed rows":
+        assert rows < len(examples) and batch["input_ids"].shape[1] == longest
+    if layout == "packed in one row":
+        assert batch["input_ids"].numel() == tokens
     out, grads = _loss_and_grads(model, batch)
     assert out.logits.shape[0] == sum(counts)  # logits only where an answer token is predicted
-    assert _per_example(out.logits, batch["shift_labels"], counts) == pytest.approx(losses, abs=2e-5)
+    if layout == "packed rows":  # rows are read row by row: find each example's answer positions in the batch
+        counts_in_order = _counts_by_row(batch, examples, counts)
+        per_example = _per_example(out.logits, batch["shift_labels"], [n for _, n in counts_in_order])
+        by_example = dict(zip((i for i, _ in counts_in_order), per_example))
+        assert [by_example[i] for i in range(len(examples))] == pytest.approx(losses, abs=2e-5)
+    else:
+        assert _per_example(out.logits, batch["shift_labels"], counts) == pytest.approx(losses, abs=2e-5)
     assert out.loss.item() == pytest.approx(sum(l * n for l, n in zip(losses, counts)) / sum(counts), abs=2e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(grad * sum(counts), summed[name], atol=2e-4, rtol=1e-4, msg=name)
+
+
+def _counts_by_row(batch, examples, counts):
+    """``(example index, answer tokens)`` in the order the packed rows hold them (rows are filled first-fit from
+    the longest example down, the order of ``examples`` here; matched by the input ids of each segment)."""
+    order = []
+    for row_ids, row_pos in zip(batch["input_ids"].tolist(), batch["position_ids"].tolist()):
+        starts = [k for k, p in enumerate(row_pos) if p == 0] + [len(row_pos)]
+        for a, b in zip(starts, starts[1:]):
+            match = [i for i, r in enumerate(examples) if r["input_ids"] == row_ids[a:b] and i not in dict(order)]
+            if match:  # not a padding tail
+                order.append((match[0], counts[match[0]]))
+    assert sorted(i for i, _ in order) == list(range(len(examples)))
+    return order
 
 
 def test_without_restarting_position_ids_the_examples_would_see_each_other(lora_model, examples):
     """The check above can fail: the same packed row read as one sequence gives other losses."""
     model, tokenizer = lora_model
     losses, counts, _ = _alone(model, examples)
-    batch = training_collator(tokenizer, model, "lora", True)(examples)
+    batch = training_collator(tokenizer, model, "lora", True, one_row=True)(examples)
     batch.pop("position_ids")
     with torch.no_grad():
         out = model(**batch)
