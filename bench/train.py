@@ -24,7 +24,7 @@ constraint: otherwise torchvision pulls another torch), removes torchvision and 
 CUDA libraries) and gives it a stub ``torchaudio`` module (imported at the top of its multimodal plugin, used
 only for audio)::
 
-    python bench/train.py [--steps 200] [--repeats 2]
+    python bench/train.py [--steps 200] [--repeats 2] [--jobs 1]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_data.py, when run as a script
@@ -191,6 +192,7 @@ def main() -> None:
     parser.add_argument("--batchings", nargs="+", default=["padded", "length-grouped", "packed"],
                         choices=["padded", "length-grouped", "packed"])
     parser.add_argument("--llamafactory_env", default=None, help="its virtual environment (created when missing)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (for a busy shared machine; CPU time is measured)")
     args = parser.parse_args()
     from deepke_llm_core.tiny import cache_root, tiny_model_path
 
@@ -205,19 +207,26 @@ def main() -> None:
             {"mixed": {"file_name": str(train_file), "columns": {"prompt": "instruction", "response": "output"}}}))
         print(f"{examples} examples; LoRA r 8 on all linear layers, batch {BATCH}, {args.steps} steps, fp32, one thread")
         print(f"LLaMA-Factory {LF_VERSION} tokens: {check_same_tokens(python, base, train_file)}", flush=True)
-        runs: dict[tuple[str, str], list[dict]] = {}
+        order = []  # (rep, side, batching), the two sides alternating
         for rep in range(args.repeats):
             for i, batching in enumerate(args.batchings):
                 sides = ["ours", "LLaMA-Factory"] if (rep + i) % 2 == 0 else ["LLaMA-Factory", "ours"]
-                for side in sides:
-                    out = root / f"{side}-{batching}-{rep}"
-                    if side == "ours":
-                        r = run_ours(base, train_file, out, args.steps, batching)
-                    else:
-                        r = run_llamafactory(python, base, root, out, args.steps, batching, examples)
-                    runs.setdefault((side, batching), []).append(r)
-                    print(f"  run {rep + 1}: {side:<13} {batching:<14} {r['per_cpu_s']:6.1f} examples per CPU second, "
-                          f"{r['per_s']:6.1f} per second  train loss {r['loss']:.4f}", flush=True)
+                order += [(rep, side, batching) for side in sides]
+
+        def run(job: tuple[int, str, str]) -> dict:
+            rep, side, batching = job
+            out = root / f"{side}-{batching}-{rep}"
+            if side == "ours":
+                return run_ours(base, train_file, out, args.steps, batching)
+            return run_llamafactory(python, base, root, out, args.steps, batching, examples)
+
+        runs: dict[tuple[str, str], list[dict]] = {}
+        # --jobs > 1 runs several at once (CPU time, the measure, does not count waiting); the default is one by one
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for (rep, side, batching), r in zip(order, pool.map(run, order)):
+                runs.setdefault((side, batching), []).append(r)
+                print(f"  run {rep + 1}: {side:<13} {batching:<14} {r['per_cpu_s']:6.1f} examples per CPU second, "
+                      f"{r['per_s']:6.1f} per second  train loss {r['loss']:.4f}", flush=True)
         print(f"\nexamples per CPU second of Trainer.train (per wall second in brackets), median of {args.repeats}:")
         print(f"{'batching':<15} {'ours':>14} {'LLaMA-Factory':>16} {'ratio':>6}")
         median = {key: {k: statistics.median(r[k] for r in rs) for k in ("per_cpu_s", "per_s")} for key, rs in runs.items()}
