@@ -99,10 +99,19 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
     pretty-printed JSON array (a common mix-up, USER_REPORTS.md) is reported as such instead of failing on
     its first line with a confusing message.
     """
+    import orjson  # 3-4x faster than json on these records; json reads what it refuses (NaN, a BOM) and words errors
+
+    fast_loads, fast_error = orjson.loads, orjson.JSONDecodeError
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if number < start_line or not raw.strip():
+            if number < start_line:
                 continue
+            try:
+                yield number, fast_loads(raw)
+                continue
+            except fast_error:
+                if not raw.strip():
+                    continue
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
@@ -110,11 +119,12 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
                                 "e.g. open(path, 'w', encoding='utf-8') on Windows") from None
             try:
                 value = json.loads(line)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:
                 hint = ""
                 if number == 1 and line.strip() in ("[", "{"):
                     hint = " (this looks like a pretty-printed JSON document; JSON Lines wants one record per line)"
-                raise DataError(path, number, None, f"not valid JSON: {exc.msg} (column {exc.pos + 1}){hint}") from None
+                where = f"{exc.msg} (column {exc.pos + 1})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise DataError(path, number, None, f"not valid JSON: {where}{hint}") from None
             yield number, value
 
 

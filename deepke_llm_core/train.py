@@ -61,6 +61,9 @@ class DataArguments:
     cutoff_len: int = field(default=1024, metadata={"help": "prompt + answer; longer examples are skipped and reported"})
     preprocessing_num_workers: int | None = field(default=None, metadata={
         "help": "tokenize in this many processes (datasets.map num_proc); worth it from about 100k records"})
+    packing: str = field(default="auto", metadata={
+        "help": "auto, true or false: a batch's examples in one row without padding, attention kept within each "
+                "(exact; auto: with flash-attention, where it is also faster; see packing.py)"})
 
 
 @dataclass
@@ -288,7 +291,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         from .grpo import finetune_grpo
 
         return finetune_grpo(model_args, data_args, method, train_args, grpo_args)
-    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers import Trainer
 
     from .models import load_model_and_tokenizer
 
@@ -338,7 +341,11 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     eval_strategy = train_args.evaluation_strategy or train_args.eval_strategy
     hf_args = hf_training_arguments(train_args, eval_strategy="no" if eval_set is None else eval_strategy,
                                     disable_tqdm=not sys.stderr.isatty() if train_args.disable_tqdm is None else train_args.disable_tqdm)
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=-100)
+    from .packing import training_collator, use_packing
+
+    packed = use_packing(data_args.packing, model, method.finetuning_type)
+    print(f"[finetune] batches: {'packed (padding-free)' if packed else 'padded'}", file=sys.stderr)
+    collator = training_collator(tokenizer, model, method.finetuning_type, packed)
     trainer = Trainer(model=model, args=hf_args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=collator, processing_class=tokenizer)
 

@@ -64,9 +64,6 @@ def test_f1_from_unrounded_precision_and_recall_is_the_one_documented_difference
     assert theirs["F1"] == 66.66
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: --match_mode set for EE/EEA de-duplicates whole events before "
-                                       "splitting them into the event and argument levels; upstream de-duplicates "
-                                       "each level on its own")
 @pytest.mark.parametrize("name", ["EE", "EE.set_dedup"])
 def test_ee_set_mode_matches_upstream(name):
     assert_same_scores(_ours(_inputs(name), "EE", "set"), _upstream(name, "set"))
