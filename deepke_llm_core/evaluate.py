@@ -218,8 +218,10 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
             continue
         predicted = task_obj.parse_output(parsed, rel_keys)
         if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
-            text = instruction_input(record)
-            predicted = [e for e in predicted if all(m.text in text for m in e.mentions())]
+            from .align import TextIndex, not_in_text
+
+            text = TextIndex(instruction_input(record))
+            predicted = [e for e in predicted if not not_in_text(e, text)]
         instance.pred.extend(predicted)
     if task_obj is None:
         raise DataError(path, None, None, "no prediction records to score")
