@@ -4,7 +4,8 @@ A model reads a bounded number of tokens, and an IE model is trained on sentence
 whole (before this module it was silently shortened to ``cutoff_len``). Instead:
 
 1. the text is cut into sentences after Chinese and English end punctuation (``。！？!?.…`` and a line break; a
-   ``.`` ends a sentence only before whitespace, not after an initial or a common abbreviation such as ``Dr.``),
+   ``.!?`` ends a sentence only before whitespace and not before a lower-case letter, and ``.`` not after an
+   initial or a common abbreviation such as ``Dr.``),
    and a sentence longer than the budget is cut at clause punctuation (``，,；;：:、``), then at spaces, then by
    characters;
 2. consecutive sentences are packed into *windows* of at most ``window_tokens`` tokens; each window after the first
@@ -88,7 +89,10 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     for match in _END.finditer(text):
         if match.end() <= start:
             continue
-        if text[match.start()] == "." and _abbreviation(text, match.start()):
+        mark = text[match.start()]
+        if mark in ".!?" and match.end() < len(text) and text[match.end()].islower():
+            continue  # an English sentence starts with a capital: "p.m. in", '"Really?" she asked'
+        if mark == "." and _abbreviation(text, match.start()):
             continue
         spans.append((start, match.end()))
         start = match.end()
@@ -159,11 +163,11 @@ def make_windows(text: str, window_tokens: int = DEFAULT_WINDOW_TOKENS, overlap_
         raise ValueError(f"window_tokens must be positive and overlap_tokens 0 or more, got {window_tokens}, {overlap_tokens}")
     if overlap_tokens >= window_tokens:
         raise ValueError(f"overlap_tokens ({overlap_tokens}) must be smaller than window_tokens ({window_tokens})")
-    if not text.strip() or count([text])[0] <= window_tokens:
-        return [Window(0, 0, len(text), text)]
     units = [_trim(text, s, e) for s, e in split_sentences(text)]
     units = [(s, e) for s, e in units if s < e]
-    sizes = count([text[s:e] for s, e in units])
+    sizes = count([text[s:e] for s, e in units])  # sentence by sentence: a whole book is never tokenized at once
+    if sum(sizes) <= window_tokens:
+        return [Window(0, 0, len(text), text)]
     if any(size > window_tokens for size in sizes):
         finer: list[tuple[int, int]] = []
         for (s, e), size in zip(units, sizes):
