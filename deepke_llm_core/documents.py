@@ -153,20 +153,26 @@ def _cut(text: str, start: int, end: int, budget: int, count: Callable, level: i
 
 
 def make_windows(text: str, window_tokens: int = DEFAULT_WINDOW_TOKENS, overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-                 count: Callable[[Sequence[str]], list[int]] = estimate_tokens) -> list[Window]:
+                 count: Callable[[Sequence[str]], list[int]] = estimate_tokens,
+                 window_sentences: int | None = None) -> list[Window]:
     """The windows of ``text`` (see the module docstring); a text within the budget is one window, the text itself.
+
+    ``window_sentences`` caps the sentences of a window besides its tokens: a model trained on single sentences
+    (the tiny IE base, many sentence-level IE models) reads ``window_sentences=1`` best, one sentence at a time.
 
     >>> [w.text for w in make_windows("One two. Three four. Five six.", window_tokens=6, overlap_tokens=3)]
     ['One two. Three four.', 'Three four. Five six.']
     """
     if window_tokens < 1 or overlap_tokens < 0:
         raise ValueError(f"window_tokens must be positive and overlap_tokens 0 or more, got {window_tokens}, {overlap_tokens}")
+    if window_sentences is not None and window_sentences < 1:
+        raise ValueError(f"window_sentences must be at least 1 (or None: as many as fit), got {window_sentences}")
     if overlap_tokens >= window_tokens:
         raise ValueError(f"overlap_tokens ({overlap_tokens}) must be smaller than window_tokens ({window_tokens})")
     units = [_trim(text, s, e) for s, e in split_sentences(text)]
     units = [(s, e) for s, e in units if s < e]
     sizes = count([text[s:e] for s, e in units])  # sentence by sentence: a whole book is never tokenized at once
-    if sum(sizes) <= window_tokens:
+    if sum(sizes) <= window_tokens and len(units) <= (window_sentences or len(units)):
         return [Window(0, 0, len(text), text)]
     if any(size > window_tokens for size in sizes):
         finer: list[tuple[int, int]] = []
@@ -178,7 +184,8 @@ def make_windows(text: str, window_tokens: int = DEFAULT_WINDOW_TOKENS, overlap_
     first = 0
     while first < len(units):
         last, total = first, sizes[first]
-        while last + 1 < len(units) and total + sizes[last + 1] <= window_tokens:
+        while last + 1 < len(units) and total + sizes[last + 1] <= window_tokens and \
+                (window_sentences is None or last + 1 - first < window_sentences):
             last += 1
             total += sizes[last]
         start, end = units[first][0], units[last][1]

@@ -104,7 +104,7 @@ def _assemble(text: str, windows: list[Window], requests: list[dict], outputs: l
 def extract(texts: str | Sequence[str], task: str, schema: Schema | str, engine: Any, *, language: str = "en",
             split_num: int | None = None, lenient: bool = True, sampling: Any = None,
             window_tokens: int = DEFAULT_WINDOW_TOKENS, overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-            every_mention: bool = False) -> ExtractionResult | list[ExtractionResult]:
+            window_sentences: int | None = None, every_mention: bool = False) -> ExtractionResult | list[ExtractionResult]:
     """Extract from one text (returns one result) or several (a list, in order), with one engine call.
 
     Args:
@@ -119,6 +119,7 @@ def extract(texts: str | Sequence[str], task: str, schema: Schema | str, engine:
         sampling: ``engines.Sampling``; default greedy, 512 new tokens.
         window_tokens, overlap_tokens: a text longer than ``window_tokens`` tokens is read in sentence windows
             that overlap by up to ``overlap_tokens`` (``documents``); a shorter one is sent whole, as is.
+        window_sentences: at most this many sentences per window (``1`` for a model trained on single sentences).
         every_mention: mark every occurrence of an extracted entity's string, not only as many as the answer
             names (``align.align_extractions``).
     """
@@ -135,7 +136,7 @@ def extract(texts: str | Sequence[str], task: str, schema: Schema | str, engine:
     for text in batch:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("the text is empty: give a text to extract from")
-    windows = [make_windows(t, window_tokens, overlap_tokens, count) for t in batch]
+    windows = [make_windows(t, window_tokens, overlap_tokens, count, window_sentences) for t in batch]
     requests = [_requests(converter, w) for w in windows]
     flat = [r for rs in requests for r in rs]
     answers = iter(engine.generate([engine.messages(query_of(r)) for r in flat], sampling or Sampling()))
@@ -180,6 +181,8 @@ class ExtractArguments:
     top_p: float = 1.0
     window_tokens: int = field(default=DEFAULT_WINDOW_TOKENS, metadata={"help": "tokens of text per window"})
     overlap_tokens: int = field(default=DEFAULT_OVERLAP_TOKENS, metadata={"help": "tokens two windows share at most"})
+    window_sentences: int | None = field(default=None, metadata={"help": "at most this many sentences per window "
+                                                                         "(1: a model trained on single sentences)"})
     split_num: int | None = field(default=None, metadata={"help": "schema items per instruction; default: the task's"})
     every_mention: bool = field(default=True, metadata={"help": "mark every occurrence of an extracted entity's string"})
     lenient: bool = field(default=True, metadata={"help": "read answers in code fences or slightly broken JSON"})
@@ -205,16 +208,28 @@ def build_extract_engine(args: ExtractArguments) -> Any:
     return create_engine(args.engine, options)
 
 
+def _uncredited(extraction: Extraction) -> Extraction:
+    """The extraction with each string not in the text made unmatchable (a NUL prefix no gold string has)."""
+    from .records import Mention
+
+    if not any(m.status == "not_found" for m in extraction.mentions()):
+        return extraction
+    return extraction.with_mentions([Mention("\0" + m.text, status=m.status) if m.status == "not_found" else m
+                                     for m in extraction.mentions()])
+
+
 def document_scores(task_obj: Any, documents: Sequence[Document], results: Sequence[ExtractionResult]) -> dict | None:
     """P/R/F1 over the documents that carry gold annotations, matched as ``evaluate`` matches one text's tuples
-    (multisets, offsets ignored); ``None`` when no document has gold."""
+    (multisets of type and strings), with one rule more: a string that is not in the text is never credited, even
+    when the document mentions it elsewhere (a sentence's invented "John Brown" must not match the gold "John Brown"
+    of another sentence). ``None`` when no document has gold."""
     from .evaluate import _Instance, _score  # the scorer of deepke-llm evaluate, fed typed lists directly
 
     instances = []
     for document, result in zip(documents, results):
         if document.gold is not None:
             instance = _Instance("", document.gold)
-            instance.pred, instance.errors = list(result.extractions), result.parse_errors
+            instance.pred, instance.errors = [_uncredited(e) for e in result.extractions], result.parse_errors
             instances.append(instance)
     return _score(task_obj, instances, "normal") if instances else None
 
@@ -224,6 +239,8 @@ def _check(args: ExtractArguments) -> None:
         value = getattr(args, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    if args.window_sentences is not None and args.window_sentences < 1:
+        raise ValueError(f"--window_sentences must be at least 1, got {args.window_sentences}")
     if not 0 <= args.overlap_tokens < args.window_tokens:
         raise ValueError(f"--overlap_tokens must be in 0..{args.window_tokens - 1} (below --window_tokens), "
                          f"got {args.overlap_tokens}")
@@ -253,12 +270,14 @@ def extract_file(args: ExtractArguments, engine: Any = None) -> dict[str, Any]:
     engine = engine or build_extract_engine(args)
     converter = _converter(task_obj.name, schema, args.language, args.split_num)
     count = token_counter(engine)
-    windows = [make_windows(d.text, args.window_tokens, args.overlap_tokens, count) for d in documents]
+    windows = [make_windows(d.text, args.window_tokens, args.overlap_tokens, count, args.window_sentences)
+               for d in documents]
     requests = [[{"doc": d.id, **r} for r in _requests(converter, w)] for d, w in zip(documents, windows)]
     flat = [r for rs in requests for r in rs]
     side = f"{args.output_file}.windows"
     settings = {"stage": "extract", "task": task_obj.name, "language": args.language, "cutoff_len": args.cutoff_len,
-                "window_tokens": args.window_tokens, "overlap_tokens": args.overlap_tokens, "split_num": args.split_num}
+                "window_tokens": args.window_tokens, "overlap_tokens": args.overlap_tokens,
+                "window_sentences": args.window_sentences, "split_num": args.split_num}
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens)
     stats = run_to_file(flat, side, engine, sampling, lambda r: engine.messages(query_of(r)), settings=settings,
                         concurrency=args.concurrency, progress=args.progress, desc="extract")
