@@ -280,9 +280,10 @@ def read_documents(path: str, task: Any = None, schema: Any = None) -> list[Docu
         gold = None
         if task is not None and task.annotation_field in record:
             try:
-                gold = task.gold_tuples(task.read_annotation(record, schema))
+                task.read_annotation(record, schema)  # checked as convert checks it ...
             except DataError as exc:
                 raise DataError(path, line, exc.field, exc.reason) from None
+            gold = task.gold_tuples(record[task.annotation_field])  # ... but a name mentioned twice is two mentions
         documents.append(Document(doc_id, text, gold))
     if not documents:
         raise DataError(path, None, None, "no documents")
