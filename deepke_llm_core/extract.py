@@ -264,6 +264,10 @@ def extract_file(args: ExtractArguments, engine: Any = None) -> dict[str, Any]:
     from .tasks import get_task
 
     _check(args)
+    side = f"{args.output_file}.windows"
+    if os.path.isfile(args.output_file) and os.path.getsize(args.output_file) and not os.path.exists(f"{side}.run"):
+        raise DataError(args.output_file, None, None, "exists, but no run of deepke-llm extract wrote it (no "
+                        f"{os.path.basename(side)}.run beside it); choose another --output_file, or delete it")
     task_obj = get_task(args.task)
     schema = load_schema(args.schema_path)
     documents = read_documents(args.input_file, task_obj, schema)
@@ -274,7 +278,6 @@ def extract_file(args: ExtractArguments, engine: Any = None) -> dict[str, Any]:
                for d in documents]
     requests = [[{"doc": d.id, **r} for r in _requests(converter, w)] for d, w in zip(documents, windows)]
     flat = [r for rs in requests for r in rs]
-    side = f"{args.output_file}.windows"
     settings = {"stage": "extract", "task": task_obj.name, "language": args.language, "cutoff_len": args.cutoff_len,
                 "window_tokens": args.window_tokens, "overlap_tokens": args.overlap_tokens,
                 "window_sentences": args.window_sentences, "split_num": args.split_num}

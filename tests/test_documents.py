@@ -103,6 +103,16 @@ def test_documents_from_json_lines_with_gold_or_a_folder_and_located_errors(tmp_
             read_documents(str(write_lines(tmp_path / "bad.json", lines)), NER)
 
 
+def test_an_output_file_that_no_extract_run_wrote_is_refused(tmp_path, capsys):
+    (tmp_path / "schema.json").write_text(tiny_base_schema_text("NER", "en"), encoding="utf-8")
+    docs = write_lines(tmp_path / "docs.json", [{"id": "a", "text": "Tom met Ann."}])
+    out = tmp_path / "precious.json"
+    out.write_text("someone's results\n", encoding="utf-8")
+    assert cli_main(extract_args(tmp_path, docs, out, "--model_name_or_path", str(tiny_base_path()))) == 2
+    assert "no run of deepke-llm extract wrote it" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "someone's results\n"
+
+
 @pytest.fixture(scope="module")
 def engine() -> TransformersEngine:
     return TransformersEngine.load(tiny_base_path(), batch_size=16, cutoff_len=512)
