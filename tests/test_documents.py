@@ -219,3 +219,17 @@ def test_a_kill_mid_run_resumes_to_the_same_output_through_an_endpoint(served_ti
     capsys.readouterr()
     assert cli_main(extract_args(tmp_path, docs, out, *endpoint, "--window_tokens", "50")) == 2
     assert "window_tokens: 40 -> 50" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_vllm_reads_a_document_as_the_transformers_engine_does(tmp_path, capsys):
+    """The same windows (vLLM's tokenizer counts them), the same greedy answers, the same output file."""
+    pytest.importorskip("vllm")
+    document = document_for("zh", 400)
+    (tmp_path / "schema.json").write_text(tiny_base_schema_text("NER", "zh"), encoding="utf-8")
+    docs = write_lines(tmp_path / "docs.json", [{"id": "d", "text": document["text"]}])
+    for name in ("hf", "vllm"):
+        args = extract_args(tmp_path, docs, tmp_path / f"{name}.json", "--model_name_or_path", str(tiny_base_path()),
+                            "--engine", name, "--language", "zh", "--window_sentences", "1")
+        assert cli_main(args) == 0
+    assert (tmp_path / "vllm.json").read_bytes() == (tmp_path / "hf.json").read_bytes()
