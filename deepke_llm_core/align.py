@@ -8,7 +8,7 @@ emoji and full-width punctuation count as one character each) and a ``status``:
 * ``exact``: ``text[start:end]`` is the string;
 * ``fuzzy``: the string occurs once whitespace runs, letter case and character width are normalised (Unicode
   NFKC: ``Ｔｏｍ`` = ``Tom``, ``（北京）`` = ``(北京)``); ``text[start:end]`` is the text's own spelling;
-* ``not_found``: it occurs nowhere, even normalised (a hallucinated or paraphrased span).
+* ``not_found``: it occurs nowhere, even normalised (a hallucinated or paraphrased span), or it is blank.
 
 Repeated strings: the k-th time an answer names a string it takes the string's k-th occurrence, so two ``Tom`` in
 an answer land on the two places ``Tom`` occurs; with ``every_mention`` an entity-like extraction (one string)
@@ -210,7 +210,12 @@ class TextIndex:
 
 
 def _alignable(mention: Mention) -> bool:
-    return isinstance(mention.text, str) and bool(mention.text)
+    return isinstance(mention.text, str) and bool(mention.text.strip())
+
+
+def _blank(mention: Mention) -> bool:
+    """An empty or blank string (``"organization": [""]``): nothing to find, so it is reported as not in the text."""
+    return isinstance(mention.text, str) and not mention.text.strip()
 
 
 def _nearest(places: list[Span], anchor: int, index: "TextIndex") -> Span:
@@ -241,7 +246,7 @@ def align_extractions(extractions: Sequence[Extraction], text: str, *, every_men
     expanded: set[Extraction] = set()
     aligned: list[Extraction] = []
     for extraction in extractions:
-        mentions = extraction.mentions()
+        mentions = tuple(Mention(m.text, status="not_found") if _blank(m) else m for m in extraction.mentions())
         if every_mention and len(mentions) == 1 and _alignable(mentions[0]):
             if extraction in expanded:
                 continue
@@ -255,7 +260,7 @@ def align_extractions(extractions: Sequence[Extraction], text: str, *, every_men
         anchor: int | None = None
         for mention in mentions:
             if not _alignable(mention):
-                located.append(mention)
+                located.append(mention)  # a blank one is already marked not found
                 continue
             places, status = index.find(mention.text)
             if not places:
@@ -276,4 +281,4 @@ def align_extractions(extractions: Sequence[Extraction], text: str, *, every_men
 def not_in_text(extraction: Extraction, text: str | TextIndex) -> bool:
     """Whether some string of ``extraction`` occurs nowhere in ``text``, not even normalised (a hallucination)."""
     index = text if isinstance(text, TextIndex) else TextIndex(text)
-    return any(_alignable(m) and not index.find(m.text)[0] for m in extraction.mentions())
+    return any(_blank(m) or _alignable(m) and not index.find(m.text)[0] for m in extraction.mentions())

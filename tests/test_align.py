@@ -72,6 +72,13 @@ def test_a_relations_second_string_is_the_occurrence_nearest_its_first():
     assert [(m.text, m.start) for m in aligned.mentions()] == [("hired", 22), ("Acme", 17)]
 
 
+def test_a_blank_string_is_not_in_the_text():
+    aligned = align_extractions([Entity.of("", "person"), Entity.of("  ", "person"), Relation.of("Tom", "met", "")],
+                                "Tom met Ann.", every_mention=True)
+    assert places(aligned) == [(None, None, "not_found")] * 2 + [(0, 3, "exact"), (None, None, "not_found")]
+    assert all(not_in_text(e, "Tom met Ann.") for e in aligned)
+
+
 def test_not_in_text_and_one_index_per_text():
     index = TextIndex("Tom met Ann.")
     assert not not_in_text(Entity.of("tom", "person"), index) and not_in_text(Relation.of("Tom", "met", "Bob"), index)
