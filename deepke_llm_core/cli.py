@@ -101,6 +101,12 @@ def _icl(args) -> int:
     return run_icl_command(args)
 
 
+def _extract(args) -> int:
+    from .extract import run_extract_command
+
+    return run_extract_command(args)
+
+
 def _serve(args: ServeArguments) -> int:
     import os
 
@@ -150,6 +156,10 @@ def _classes(stage: str) -> list[type]:
         from .icl.run import ICLArguments
 
         return [ICLArguments]
+    if stage == "extract":
+        from .extract import ExtractArguments
+
+        return [ExtractArguments]
     return [{"merge": MergeArguments, "serve": ServeArguments, "quickstart": QuickstartArguments}[stage]]
 
 
@@ -161,6 +171,7 @@ STAGES: dict[str, tuple[str, Callable[..., int]]] = {
     "merge": ("merge the outputs of deepke-llm infer --num_shards N back into one file, in input order", _merge),
     "export": ("merge a LoRA adapter into its base model and save it", _export),
     "icl": ("in-context learning: prompt an API or a local chat model, one text or a whole file", _icl),
+    "extract": ("documents of any length -> typed extractions with offsets (sentence windows, any engine)", _extract),
     "serve": ("a small OpenAI-compatible server (/v1/chat/completions) for a local model, CPU or GPU", _serve),
     "quickstart": ("the end-to-end walk-through on the bundled sample data", _quickstart),
 }

@@ -22,7 +22,7 @@ import orjson  # a small compiled parser; imported eagerly as the hot loop needs
 from .io import DataError
 from .tasks import TASKS, Task, get_task
 
-__all__ = ["prf", "parse_json_output", "instruction_input", "loads_like_json", "ScoreOptions", "make_options", "numbered",
+__all__ = ["prf", "score_lists", "parse_json_output", "instruction_input", "loads_like_json", "ScoreOptions", "make_options", "numbered",
            "score"]
 
 
@@ -176,6 +176,17 @@ def _instance_counts(task: Task, instance: _Instance, dedupe: bool) -> list[tupl
     return levels
 
 
+def score_lists(task: Task, instances: Iterable[tuple[list, list, int]], match_mode: str = "normal") -> dict[str, Any]:
+    """Score typed extractions already in memory, ``(gold, predicted, parse errors)`` per text, with the same
+    matching and result keys as ``deepke-llm evaluate`` (``extract``'s document-level F1 uses it)."""
+    tally = _Tally()
+    for gold, pred, errors in instances:
+        instance = _Instance("", gold)
+        instance.pred = list(pred)
+        tally.add(_instance_counts(task, instance, match_mode == "set"), errors)
+    return tally.result(list(task.score_levels([]).keys()))
+
+
 @dataclass
 class ScoreOptions:
     task: Task | None
@@ -296,8 +307,10 @@ class _Pass:
                 continue
             predicted = task.parse_output(parsed, rel_keys)
             if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
-                text = instruction_input(record)
-                predicted = [e for e in predicted if all(m.text in text for m in e.mentions())]
+                from .align import TextIndex, not_in_text
+
+                text = TextIndex(instruction_input(record))
+                predicted = [e for e in predicted if not not_in_text(e, text)]
             instance.pred.extend(predicted)
 
     def _missing(self, number: int | None, record: dict) -> None:

@@ -162,15 +162,16 @@ def locate(text: str, marks: list[Mark]) -> tuple[list[tuple[int, int, Mark]], l
     """``(start, end, mark)`` for every place a mark's string is, and the marks whose string is not in the text.
 
     A mention already aligned (``align.align_extractions``) is drawn where it was found; an unaligned one at every
-    place its string occurs (all that a bare answer claims).
+    place its string occurs (all that a bare answer claims), found as ``align`` finds it (exact, else normalised).
 
     >>> spans, missing = locate("Tom met Tom.", [Mark(Mention("Tom"), "person", "person"),
     ...                                          Mark(Mention("Bob"), "person", "person")])
     >>> [(s, e) for s, e, _ in spans], [m.text for m in missing]
     ([(0, 3), (8, 11)], ['Bob'])
     """
-    from .align import occurrences
+    from .align import TextIndex
 
+    index = TextIndex(text)
     spans, missing = [], []
     for mark in dict.fromkeys(m for m in marks if m.text):
         mention = mark.mention
@@ -179,7 +180,7 @@ def locate(text: str, marks: list[Mark]) -> tuple[list[tuple[int, int, Mark]], l
         elif mention.start is not None and mention.end is not None:
             places = [(mention.start, mention.end)]
         else:
-            places = occurrences(text, mark.text) if isinstance(mark.text, str) else []
+            places = index.find(mark.text)[0] if isinstance(mark.text, str) and mark.text else []
         spans += [(s, e, mark) for s, e in places]
         if not places:
             missing.append(mark)

@@ -8,6 +8,14 @@ end-of-turn token, schema-guided decoding, and the P-Tuning fix: PEFT (0.21) loo
 ``past_key_values`` while transformers 5 passes ``cache``, so with a cache P-Tuning re-injects its virtual tokens
 at every step (garbage) and prefix tuning is silently dropped (the base model's answer); prompt-learning adapters
 therefore generate without the cache, exact but slower (``tests/test_ptuning.py``).
+
+The repetition guard: a small model (or any model on an input unlike its training data) can start looping,
+``"人物": [], "人物": [], ...`` until ``max_new_tokens``, which costs the whole batch that time and never parses.
+A row whose generated tail is a block of 4 to 32 tokens repeated 4 times in a row is stopped there, with
+``finish_reason="repetition"`` (``guarded`` counts them). The rule is vLLM's ``RepetitionDetectionParams``
+(``min_pattern_size=4, max_pattern_size=32, min_count=4``), which the vLLM engine passes to vLLM, so both engines
+stop the same loops; a shorter loop is caught too, since a period-1 to 3 loop also repeats a 4-to-12-token block.
+A generation that does not loop is untouched (the guard only stops rows; ``tests/test_repetition.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,35 @@ from typing import Any, ClassVar
 from .base import Completion, Engine, EngineOptions, Messages, Sampling
 
 __all__ = ["TransformersEngine", "ChatModelEngine", "length_grouped_batches", "stop_token_ids", "is_prompt_learning",
-           "use_gpu_default", "path_signature"]
+           "use_gpu_default", "path_signature", "REPETITION_RULE", "RepetitionGuard"]
+
+REPETITION_RULE = {"min_pattern_size": 4, "max_pattern_size": 32, "min_count": 4}  # vLLM's RepetitionDetectionParams
+
+
+class RepetitionGuard:
+    """A transformers stopping criterion: stop a row whose generated tail repeats a block (``REPETITION_RULE``).
+
+    ``stopped_at[row]`` is the number of generated tokens when the row was stopped (the caller trims there).
+    """
+
+    def __init__(self, prompt_width: int, rule: dict[str, int] = REPETITION_RULE):
+        self.width, self.rule = prompt_width, rule
+        self.stopped_at: dict[int, int] = {}
+
+    def __call__(self, input_ids: Any, scores: Any = None, **kwargs: Any) -> Any:
+        import torch
+
+        generated = input_ids[:, self.width:]
+        length, count = generated.shape[1], self.rule["min_count"]
+        hit = torch.zeros(generated.shape[0], dtype=torch.bool, device=input_ids.device)
+        for size in range(self.rule["min_pattern_size"], self.rule["max_pattern_size"] + 1):
+            if size * count > length:
+                break
+            tail = generated[:, -size * count:]
+            hit |= (tail[:, size:] == tail[:, :-size]).all(dim=1)  # periodic with period ``size``
+        for row in hit.nonzero().flatten().tolist():
+            self.stopped_at.setdefault(row, length)
+        return hit
 
 
 def length_grouped_batches(lengths: dict[int, int], batch_size: int) -> Iterator[list[int]]:
@@ -83,7 +119,7 @@ class TransformersEngine(Engine):
 
     def __init__(self, model: Any, tokenizer: Any, template: str = "auto", system_prompt: str | None = None, *,
                  cutoff_len: int | None = None, batch_size: int = 16, model_id: str | None = None,
-                 adapter: str | None = None, guided: bool = False):
+                 adapter: str | None = None, guided: bool = False, repetition_guard: bool = True):
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.system_prompt = system_prompt  # the stored training-time system text; used when a prompt has none
         self.cutoff_len, self.batch_size = cutoff_len, batch_size
@@ -93,6 +129,7 @@ class TransformersEngine(Engine):
         self.context = int(getattr(getattr(model, "config", None), "max_position_embeddings", 0) or 0) or None
         self._guide: Any = None
         self.shortened = 0  # prompts whose input text had to be cut to fit cutoff_len
+        self.repetition_guard, self.guarded = repetition_guard, 0  # generations stopped because they looped
         if guided:
             self._guidance()
 
@@ -176,18 +213,26 @@ class TransformersEngine(Engine):
         extra = {}
         if schemas and any(s is not None for s in schemas):
             extra["prefix_allowed_tokens_fn"] = self._guidance().allowed_tokens_fn(list(schemas))
+        guard = RepetitionGuard(width) if self.repetition_guard else None
+        if guard is not None:
+            from transformers import StoppingCriteriaList
+
+            extra["stopping_criteria"] = StoppingCriteriaList([guard])
         with torch.random.fork_rng(devices=[], enabled=sampling.seed is not None), torch.inference_mode():
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                       **self._settings(sampling, budget), **extra)
         completions = []
-        for prompt, row in zip(prompts, out[:, width:].tolist()):
+        for number, (prompt, row) in enumerate(zip(prompts, out[:, width:].tolist())):
             finish = "length"
             for k, token in enumerate(row):
                 if token in self.stop_ids:
                     row, finish = row[:k], "stop"
                     break
+            if finish == "length" and guard is not None and number in guard.stopped_at:
+                row, finish = row[:guard.stopped_at[number]], "repetition"
+                self.guarded += 1
             text = self.tokenizer.decode(row, skip_special_tokens=True)
             cut = min((text.find(s) for s in sampling.stop or () if s in text), default=-1)
             if cut >= 0:

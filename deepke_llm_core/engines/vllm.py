@@ -6,7 +6,10 @@ are served through vLLM's LoRA support (no merge needed); greedy decoding is ``t
 "greedy" sampled at 0.2); schema-guided decoding uses vLLM's structured outputs with the same per-record JSON
 Schema as the transformers engine. Written against vLLM >= 0.12 (``StructuredOutputsParams``; the ``guided_*``
 fields were removed there). vLLM schedules its own batches, so results are reported in chunks of
-``batch_size * 8`` prompts: a kill loses at most one chunk.
+``batch_size * 8`` prompts: a kill loses at most one chunk. Looping generations are stopped by vLLM's own
+repetition detection (``SamplingParams.repetition_detection``, vLLM >= 0.17) with the transformers engine's rule
+(``local.REPETITION_RULE``); their ``finish_reason`` is ``repetition``. An older vLLM has no such check and runs a
+loop to ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ def _lora_rank(adapter: str) -> int:
         raise ValueError(f"{adapter} is a {config.get('peft_type')} adapter; vLLM serves LoRA adapters only "
                          "(use the transformers engine for P-Tuning)")
     return int(config.get("r", 8))
+
+
+def _finish(reason: Any) -> str:
+    """vLLM's finish reason in the project's words: ``length``, ``repetition`` (its repetition detection) or ``stop``."""
+    return reason if reason in ("length", "repetition") else "stop"
 
 
 class VLLMEngine(Engine):
@@ -99,6 +107,14 @@ class VLLMEngine(Engine):
         base = {"temperature": sampling.temperature, "top_p": sampling.top_p if sampling.temperature > 0 else 1.0,
                 "max_tokens": sampling.max_tokens, "stop_token_ids": self.stop_ids, "skip_special_tokens": True,
                 "stop": list(sampling.stop) if sampling.stop else None, "seed": sampling.seed}
+        try:  # vLLM >= 0.17
+            from vllm.sampling_params import RepetitionDetectionParams
+
+            from .local import REPETITION_RULE
+
+            base["repetition_detection"] = RepetitionDetectionParams(**REPETITION_RULE)
+        except ImportError:
+            pass
         chunk = max(self.options.batch_size * 8, 1)
         for start in range(0, len(prompts), chunk):
             indices = list(range(start, min(start + chunk, len(prompts))))
@@ -112,7 +128,7 @@ class VLLMEngine(Engine):
             else:
                 params = vllm.SamplingParams(**base)
             outputs = self.llm.generate(inputs, params, lora_request=self.lora, use_tqdm=False)
-            yield {i: Completion(out.outputs[0].text, "length" if out.outputs[0].finish_reason == "length" else "stop",
+            yield {i: Completion(out.outputs[0].text, _finish(out.outputs[0].finish_reason),
                                  len(inp["prompt_token_ids"]), len(out.outputs[0].token_ids),
                                  tuple(out.outputs[0].token_ids))
                    for i, inp, out in zip(indices, inputs, outputs)}

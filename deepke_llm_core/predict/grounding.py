@@ -1,12 +1,16 @@
 """Ground extractions in their text: character offsets for every extracted string, and the ones not found.
 
 A string the model extracted but that does not occur in the input is a hallucinated span (or a paraphrase); a
-tiny or badly prompted model produces many. ``ground_record`` adds a ``grounding`` field to a prediction record,
+tiny or badly prompted model produces many. Strings are located by ``align`` (the project's one alignment): every
+occurrence, in text order; a match found only after normalising whitespace, case or width carries
+``"status": "fuzzy"``. ``ground_record`` adds a ``grounding`` field to a prediction record,
 which ``deepke-llm evaluate`` ignores unless asked (``--grounded_only`` drops predicted tuples with a
 hallucinated string before matching).
 
 >>> ground_text('{"person": ["Tom", "Bob"]}', "Tom lives in Paris.")
 {'spans': [{'text': 'Tom', 'start': 0, 'end': 3}], 'not_found': ['Bob']}
+>>> ground_text('{"person": ["tom"]}', "Tom met Tom.")["spans"]
+[{'text': 'tom', 'start': 0, 'end': 3, 'status': 'fuzzy'}, {'text': 'tom', 'start': 8, 'end': 11, 'status': 'fuzzy'}]
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ def extracted_strings(obj: Any) -> list[str]:
 
 
 def ground_text(output: str, text: str, task: str | None = None) -> dict[str, Any]:
-    """Offsets (first occurrence) of every extracted string of ``output`` in ``text``, and the strings not found.
+    """Offsets of every occurrence of every extracted string of ``output`` in ``text``, and the strings not found.
 
     With ``task`` the strings are the task's typed extractions' mentions (a KG entity is a dict key, for
-    instance); without it, every string value of the answer.
+    instance); without it, every string value of the answer. A string with exact occurrences lists those; one
+    that occurs only normalised lists its fuzzy occurrences.
     """
+    from ..align import TextIndex
+
     parsed = parse_json_output(output)
     if parsed is None:
         return {"spans": [], "not_found": [], "parse_error": True}
@@ -50,13 +57,15 @@ def ground_text(output: str, text: str, task: str | None = None) -> dict[str, An
                    if isinstance(m.text, str) and m.text not in _EMPTY]
     else:
         strings = extracted_strings(parsed)
+    index = TextIndex(text)
     spans, missing = [], []
     for value in dict.fromkeys(strings):
-        start = text.find(value)
-        if start >= 0:
-            spans.append({"text": value, "start": start, "end": start + len(value)})
-        else:
+        places, status = index.find(value)
+        if not places:
             missing.append(value)
+        for start, end in places:
+            spans.append({"text": value, "start": start, "end": end, **({"status": status} if status == "fuzzy" else {})})
+    spans.sort(key=lambda span: (span["start"], span["end"]))
     return {"spans": spans, "not_found": missing}
 
 
