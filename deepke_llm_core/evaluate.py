@@ -47,6 +47,8 @@ class EvalConfig:
     rel_keys: str = field(default="any", metadata={"help": "relation object keys to read; head_tail reproduces upstream DeepKE's scorer",
                                                    "choices": ["any", "subject_object", "head_tail"]})
     grounded_only: bool = field(default=False, metadata={"help": "drop predicted tuples whose strings are not in the input text"})
+    errors: bool = field(default=False, metadata={"help": "classify every false positive and negative (errors.py): "
+                                                           "hallucinated, boundary, type confusion, spurious, missed, ..."})
     language: str | None = field(default=None, metadata={"help": "accepted for upstream's scripts; unused there too"})
 
     def __post_init__(self) -> None:
@@ -108,11 +110,12 @@ def instruction_input(record: dict, fallback: str = "") -> str:
 class _Instance:
     """The chunks of one text: gold tuples once, predictions concatenated, parse errors counted."""
 
-    __slots__ = ("group", "gold", "pred", "errors")
+    __slots__ = ("group", "gold", "pred", "errors", "text")
 
-    def __init__(self, group: str, gold: list):
+    def __init__(self, group: str, gold: list, text: str = ""):
         self.group = group
         self.gold = gold
+        self.text = text  # the input, kept only when errors are classified
         self.pred: list = []
         self.errors = 0
 
@@ -123,7 +126,7 @@ def _levels(task: Task, tuples: list, dedupe: bool) -> dict[str, list[tuple[str,
     return task.score_levels(tuples)
 
 
-def _score(task: Task, instances: list[_Instance], match_mode: str) -> dict[str, Any]:
+def _score(task: Task, instances: list[_Instance], match_mode: str, errors: bool = False) -> dict[str, Any]:
     """Upstream's result keys (总样本数, 错误数, P/R/F1 or event_/argument_ prefixed) plus ``per_type``."""
     dedupe = match_mode == "set"
     totals: dict[str, Counter] = {}
@@ -160,6 +163,13 @@ def _score(task: Task, instances: list[_Instance], match_mode: str) -> dict[str,
                 entry[prefix + key] = value
             entry.update({prefix + "tp": c["tp"], prefix + "pred": c["pred"], prefix + "gold": c["gold"]})
     result["per_type"] = breakdown
+    if errors:
+        from .errors import ErrorCounter
+
+        counter = ErrorCounter(task, dedupe)
+        for instance in instances:
+            counter.add(instance.text, instance.gold, instance.pred)
+        counter.attach(result)
     return result
 
 
@@ -173,10 +183,10 @@ def _numbered(records) -> Iterator[tuple[int | None, Any]]:
 
 def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = "", match_mode: str = "normal",
                      lenient: bool = False, rel_keys: str = "any", grounded_only: bool = False,
-                     path: str | None = None) -> dict[str, Any]:
+                     errors: bool = False, path: str | None = None) -> dict[str, Any]:
     """Score prediction records (dicts, or ``(line_number, dict)`` pairs as ``iter_jsonl`` yields them).
 
-    See the module docstring for the rules. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
+    See the module docstring for the rules; ``errors`` adds the error categories of ``errors.py``. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
     when ``sort_by`` is given.
     """
     if match_mode not in ("normal", "set"):
@@ -211,7 +221,8 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
                 if value is None and sort_by == "input":
                     value = json.loads(record["instruction"]).get("input")
                 group = str(value)
-            instance = instances[key] = _Instance(group, task_obj.gold_tuples(label))
+            text = instruction_input(record) if errors else ""
+            instance = instances[key] = _Instance(group, task_obj.gold_tuples(label), text)
         parsed = parse_json_output(record["output"], lenient)
         if parsed is None:
             instance.errors += 1
@@ -224,10 +235,10 @@ def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = 
     if task_obj is None:
         raise DataError(path, None, None, "no prediction records to score")
     ordered = list(instances.values())
-    result = {"total": _score(task_obj, ordered, match_mode)}
+    result = {"total": _score(task_obj, ordered, match_mode, errors)}
     if sort_by:
         for group in sorted({i.group for i in ordered}):
-            result[group] = _score(task_obj, [i for i in ordered if i.group == group], match_mode)
+            result[group] = _score(task_obj, [i for i in ordered if i.group == group], match_mode, errors)
     return result
 
 
@@ -265,7 +276,8 @@ def evaluate_file(config: EvalConfig) -> tuple[dict[str, Any], str]:
         raise FileNotFoundError(f"{config.path1}: prediction file not found")
     result = evaluate_records(
         iter_jsonl(config.path1), config.task, sort_by=config.sort_by, match_mode=config.match_mode,
-        lenient=config.lenient, rel_keys=config.rel_keys, grounded_only=config.grounded_only, path=config.path1,
+        lenient=config.lenient, rel_keys=config.rel_keys, grounded_only=config.grounded_only, errors=config.errors,
+        path=config.path1,
     )
     out_path = config.out_path or default_out_path(config.path1)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
