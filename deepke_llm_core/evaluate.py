@@ -55,6 +55,8 @@ class EvalConfig:
     rel_keys: str = field(default="any", metadata={"help": "relation object keys to read; head_tail reproduces upstream DeepKE's scorer",
                                                    "choices": ["any", "subject_object", "head_tail"]})
     grounded_only: bool = field(default=False, metadata={"help": "drop predicted tuples whose strings are not in the input text"})
+    errors: bool = field(default=False, metadata={"help": "classify every false positive and negative (errors.py): "
+                                                           "hallucinated, boundary, type confusion, spurious, missed, ..."})
     language: str | None = field(default=None, metadata={"help": "accepted for upstream's scripts; unused there too"})
 
     def __post_init__(self) -> None:
@@ -63,14 +65,14 @@ class EvalConfig:
 
 def evaluate_records(records: Iterable, task: str | Task | None = None, *, sort_by: str = "", match_mode: str = "normal",
                      lenient: bool = False, rel_keys: str = "any", grounded_only: bool = False,
-                     path: str | None = None) -> dict[str, Any]:
+                     errors: bool = False, path: str | None = None) -> dict[str, Any]:
     """Score prediction records (dicts, or ``(line_number, dict)`` pairs as ``iter_jsonl`` yields them).
 
-    See the module docstring for the rules. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
+    See the module docstring for the rules; ``errors`` adds the error categories of ``errors.py``. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
     when ``sort_by`` is given. A one-shot iterator is read into a list (a second pass may need it again);
     ``evaluate_file`` streams instead.
     """
-    options = make_options(task, sort_by, match_mode, lenient, rel_keys, grounded_only, path)
+    options = make_options(task, sort_by, match_mode, lenient, rel_keys, grounded_only, path, errors)
     if iter(records) is records:
         records = list(records)
     return score(lambda: numbered(records), options)
@@ -118,7 +120,7 @@ def evaluate_file(config: EvalConfig) -> tuple[dict[str, Any], str]:
     check_input_file(config.path1, "--path1")
     check_output_path(out_path, "--out_path", (config.path1, "--path1"))
     options = make_options(config.task, config.sort_by, config.match_mode, config.lenient, config.rel_keys,
-                       config.grounded_only, config.path1)
+                       config.grounded_only, config.path1, config.errors)
     result = score(lambda: iter_jsonl(config.path1), options)
     target = Path(out_path)
     target.parent.mkdir(parents=True, exist_ok=True)

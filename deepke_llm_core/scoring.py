@@ -104,11 +104,12 @@ class _Instance:
     ``seen`` holds the instructions of its chunks: a chunk asking the same again belongs to a duplicate text.
     """
 
-    __slots__ = ("group", "gold", "pred", "errors", "seen")
+    __slots__ = ("group", "gold", "pred", "errors", "seen", "text")
 
-    def __init__(self, group: str, gold: list):
+    def __init__(self, group: str, gold: list, text: str = ""):
         self.group = group
         self.gold = gold
+        self.text = text  # the input, kept only when errors are classified
         self.pred: list = []
         self.errors = 0
         self.seen: set = set()
@@ -118,12 +119,13 @@ class _Tally:
     """Micro-averaged counts of one group (the total, or one ``sort_by`` value): per level, the types of the
     true positives, of the predictions and of the gold items (Counters fed whole lists: counting runs in C)."""
 
-    __slots__ = ("instances", "errors", "counts")
+    __slots__ = ("instances", "errors", "counts", "classified")
 
-    def __init__(self):
+    def __init__(self, classified: Any = None):
         self.instances = 0
         self.errors = 0
         self.counts: dict[str, tuple[Counter, Counter, Counter]] = {}  # prefix -> (tp, pred, gold) by type
+        self.classified = classified  # an errors.ErrorCounter when --errors is on
 
     def add(self, levels: list[tuple[str, list, list, list]], errors: int) -> None:
         self.instances += 1
@@ -151,6 +153,8 @@ class _Tally:
                     entry[prefix + key] = value
                 entry.update({prefix + "tp": tp[kind], prefix + "pred": pred[kind], prefix + "gold": gold[kind]})
         result["per_type"] = breakdown
+        if self.classified is not None:
+            self.classified.attach(result)
         return result
 
 
@@ -196,6 +200,16 @@ class ScoreOptions:
     rel_keys: str
     grounded_only: bool
     path: str | None
+    errors: bool = False
+
+    def classifier(self) -> Any:
+        """An error classifier (``errors.ErrorCounter``) for one group when ``errors`` is on, else None; made once
+        the task is known (records may name it)."""
+        if not self.errors:
+            return None
+        from .errors import ErrorCounter
+
+        return ErrorCounter(self.task, self.dedupe)
 
 
 class _Pass:
@@ -222,12 +236,18 @@ class _Pass:
         task, dedupe, sort_by = self.o.task, self.o.dedupe, self.o.sort_by
         for instance in instances:
             counts = _instance_counts(task, instance, dedupe)
-            self.tallies[None].add(counts, instance.errors)
+            tallies = [self.tallies[None]]
             if sort_by:
                 tally = self.tallies.get(instance.group)
                 if tally is None:
                     tally = self.tallies[instance.group] = _Tally()
+                tallies.append(tally)
+            for tally in tallies:
                 tally.add(counts, instance.errors)
+                if self.o.errors:
+                    if tally.classified is None:
+                        tally.classified = self.o.classifier()
+                    tally.classified.add(instance.text, instance.gold, instance.pred)
 
     def _check_task(self, number: int | None, record: dict) -> None:
         given = record.get("task")
@@ -335,7 +355,7 @@ class _Pass:
             if value is None and o.sort_by == "input":
                 value = instruction_input(record)
             group = str(value)
-        return _Instance(group, o.task.gold_tuples(label))
+        return _Instance(group, o.task.gold_tuples(label), instruction_input(record) if o.errors else "")
 
     def _end_run(self) -> None:
         if self.run_key is None:
@@ -351,6 +371,9 @@ class _Pass:
 
     def result(self) -> dict[str, Any]:
         prefixes = list(self.o.task.score_levels([]).keys())
+        for tally in self.tallies.values():
+            if self.o.errors and tally.classified is None:  # a group without instances still reports zero counts
+                tally.classified = self.o.classifier()
         result = {"total": self.tallies[None].result(prefixes)}
         for group in sorted(g for g in self.tallies if g is not None):
             result[group] = self.tallies[group].result(prefixes)
@@ -393,10 +416,10 @@ def score(open_records: Callable[[], Iterable], options: ScoreOptions) -> dict[s
 
 
 def make_options(task: str | Task | None, sort_by: str, match_mode: str, lenient: bool, rel_keys: str,
-             grounded_only: bool, path: str | None) -> ScoreOptions:
+             grounded_only: bool, path: str | None, errors: bool = False) -> ScoreOptions:
     if match_mode not in ("normal", "set"):
         raise ValueError(f"match_mode must be 'normal' or 'set', got {match_mode!r}")
     if rel_keys not in ("any", "subject_object", "head_tail"):
         raise ValueError(f"rel_keys must be any, subject_object or head_tail, got {rel_keys!r}")
     task_obj = get_task(task) if isinstance(task, str) else task
-    return ScoreOptions(task_obj, sort_by, match_mode == "set", lenient, rel_keys, grounded_only, path)
+    return ScoreOptions(task_obj, sort_by, match_mode == "set", lenient, rel_keys, grounded_only, path, errors)

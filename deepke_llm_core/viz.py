@@ -110,6 +110,42 @@ def plot_per_type_f1(result: dict[str, Any], out_png: str | os.PathLike | None =
     return figure
 
 
+_ERROR_COLOURS = {"hallucinated": "tab:red", "duplicate": "tab:pink", "type_confusion": "tab:orange",
+                  "wrong_relation": "tab:orange", "role_confusion": "tab:purple", "reversed": "tab:brown",
+                  "boundary": "tab:olive", "boundary_type": "gold", "spurious": "tab:gray", "missed": "tab:blue"}
+
+
+def plot_errors(result: dict[str, Any], out_png: str | os.PathLike | None = None, prefix: str = ""):
+    """A stacked bar per schema type: its errors by category (``evaluate --errors``; EE: ``prefix="argument_"``).
+
+    Categories that never occur are left out of the legend; each category keeps its colour in every chart.
+    """
+    per_type = result.get("per_type", result.get("total", {}).get("per_type", {}))
+    names = sorted(per_type)
+    counts = {n: per_type[n].get("errors") or {} for n in names}
+    if names and not any(counts.values()):
+        raise ValueError("the result has no error counts: evaluate with errors=True (deepke-llm evaluate --errors)")
+    keys = list(dict.fromkeys(k for n in names for k in counts[n] if k.startswith(prefix)))
+    keys = [k for k in keys if any(counts[n].get(k) for n in names)]
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(names) + 3), 3.5))
+    bottom = [0] * len(names)
+    for key in keys:
+        heights = [counts[n].get(key, 0) for n in names]
+        colour = next((c for name, c in sorted(_ERROR_COLOURS.items(), key=lambda kv: -len(kv[0]))
+                       if key.endswith(name)), "tab:cyan")  # EE keys carry their level: event_missed
+        axis.bar(names, heights, bottom=bottom, label=key[len(prefix):], color=colour)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    axis.set_ylabel(f"{prefix}errors")
+    axis.tick_params(axis="x", rotation=45)
+    if keys:
+        axis.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    figure.tight_layout()
+    if out_png:
+        figure.savefig(out_png, dpi=100)
+    return figure
+
+
 # ---- extractions highlighted in their text (HTML) ------------------------------------------------------------------
 #
 # Model answers carry strings, not offsets, so a string is highlighted at every place it occurs: that is all the

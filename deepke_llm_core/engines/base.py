@@ -79,7 +79,7 @@ class EngineOptions:
     trust_remote_code: bool = False
     cutoff_len: int | None = None
     batch_size: int = 16
-    guided: bool = False
+    guided: bool | str | None = False  # "schema", "spans" (True means "schema"); engines decide per row's schema
     tensor_parallel_size: int = 1
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None

@@ -4,10 +4,11 @@ Everything a local generation needs lives here once: the device policy (every vi
 ``device_map="auto"`` when there is one, else the CPU), the template stored with the adapter
 (``run_info``), prompts fitted to ``cutoff_len`` by shortening the IEPile input (``encoding``), greedy decoding
 unless a temperature is given (a model's sampling defaults are overridden), stopping at EOS and the template's
-end-of-turn token, schema-guided decoding, and the P-Tuning fix: PEFT (0.21) looks for the KV cache under
-``past_key_values`` while transformers 5 passes ``cache``, so with a cache P-Tuning re-injects its virtual tokens
-at every step (garbage) and prefix tuning is silently dropped (the base model's answer); prompt-learning adapters
-therefore generate without the cache, exact but slower (``tests/test_ptuning.py``).
+end-of-turn token, guided decoding (a JSON Schema, or span-constrained: ``predict.guided``), and the P-Tuning fix:
+PEFT (0.21) looks for the KV cache under ``past_key_values`` while transformers 5 passes ``cache``, so with a cache
+P-Tuning re-injects its virtual tokens at every step (garbage) and prefix tuning is silently dropped (the base
+model's answer); prompt-learning adapters therefore generate without the cache, exact but slower
+(``tests/test_ptuning.py``).
 
 The repetition guard: a small model (or any model on an input unlike its training data) can start looping,
 ``"人物": [], "人物": [], ...`` until ``max_new_tokens``, which costs the whole batch that time and never parses.
@@ -119,7 +120,7 @@ class TransformersEngine(Engine):
 
     def __init__(self, model: Any, tokenizer: Any, template: str = "auto", system_prompt: str | None = None, *,
                  cutoff_len: int | None = None, batch_size: int = 16, model_id: str | None = None,
-                 adapter: str | None = None, guided: bool = False, repetition_guard: bool = True):
+                 adapter: str | None = None, guided: bool | str | None = False, repetition_guard: bool = True):
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.system_prompt = system_prompt  # the stored training-time system text; used when a prompt has none
         self.cutoff_len, self.batch_size = cutoff_len, batch_size
@@ -180,7 +181,9 @@ class TransformersEngine(Engine):
         if self._guide is None:
             from ..predict.guided import GuidedDecoding
 
-            self._guide = GuidedDecoding(self.tokenizer, self.stop_ids)
+            output = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+            vocab = int(output.weight.shape[0]) if output is not None else None  # the logits' width, padding included
+            self._guide = GuidedDecoding(self.tokenizer, self.stop_ids, vocab)
         return self._guide
 
     def _settings(self, sampling: Sampling, budget: int) -> dict[str, Any]:
@@ -212,7 +215,9 @@ class TransformersEngine(Engine):
         device = next(self.model.parameters()).device
         extra = {}
         if schemas and any(s is not None for s in schemas):
-            extra["prefix_allowed_tokens_fn"] = self._guidance().allowed_tokens_fn(list(schemas))
+            from transformers import LogitsProcessorList
+
+            extra["logits_processor"] = LogitsProcessorList([self._guidance().logits_processor(list(schemas))])
         guard = RepetitionGuard(width) if self.repetition_guard else None
         if guard is not None:
             from transformers import StoppingCriteriaList

@@ -99,6 +99,8 @@ class OpenAICompatibleEngine(Engine):
         if sampling.seed is not None:
             params["seed"] = sampling.seed
         if schema is not None:  # structured outputs (OpenAI, vLLM's server): the answer must match the schema
+            if "x-input" in schema:  # predict.spans: a grammar over the input's substrings, not a JSON Schema
+                raise ValueError("--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema")
             params["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "extraction", "schema": schema, "strict": True}}
         try:

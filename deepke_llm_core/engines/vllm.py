@@ -3,8 +3,10 @@
 Prompts are rendered and tokenized by the project's own code (``encoding.encode_messages``, the template stored
 with the adapter) and passed to vLLM as token ids, so both engines read exactly the same input. LoRA adapters
 are served through vLLM's LoRA support (no merge needed); greedy decoding is ``temperature=0`` (upstream's
-"greedy" sampled at 0.2); schema-guided decoding uses vLLM's structured outputs with the same per-record JSON
-Schema as the transformers engine. Written against vLLM >= 0.12 (``StructuredOutputsParams``; the ``guided_*``
+"greedy" sampled at 0.2); guided decoding uses vLLM's structured outputs with the same per-record constraint as
+the transformers engine: the JSON Schema (``--guided schema``) or the EBNF grammar whose extractive strings are
+substrings of the input (``--guided spans``, ``predict.spans``), both compiled by xgrammar, vLLM's default
+structured-output back end. Written against vLLM >= 0.12 (``StructuredOutputsParams``; the ``guided_*``
 fields were removed there). vLLM schedules its own batches, so results are reported in chunks of
 ``batch_size * 8`` prompts: a kill loses at most one chunk. Looping generations are stopped by vLLM's own
 repetition detection (``SamplingParams.repetition_detection``, vLLM >= 0.17) with the transformers engine's rule
@@ -123,8 +125,14 @@ class VLLMEngine(Engine):
             if schemas and any(schemas[i] is not None for i in indices):
                 from vllm.sampling_params import StructuredOutputsParams
 
-                params: Any = [vllm.SamplingParams(**base, structured_outputs=StructuredOutputsParams(json=schemas[i]))
-                               if schemas[i] is not None else vllm.SamplingParams(**base) for i in indices]
+                from ..predict.guided import engine_constraint
+
+                def constrained(schema: dict) -> Any:
+                    kind, spec = engine_constraint(schema)  # ("json", JSON Schema) or ("grammar", EBNF)
+                    return vllm.SamplingParams(**base, structured_outputs=StructuredOutputsParams(**{kind: spec}))
+
+                params: Any = [constrained(schemas[i]) if schemas[i] is not None else vllm.SamplingParams(**base)
+                               for i in indices]
             else:
                 params = vllm.SamplingParams(**base)
             outputs = self.llm.generate(inputs, params, lora_request=self.lora, use_tqdm=False)

@@ -37,7 +37,9 @@ class InferArguments:
     max_new_tokens: int = 256
     cutoff_len: int = field(default=512, metadata={"help": "prompt budget in tokens; longer inputs are shortened"})
     temperature: float = field(default=0.0, metadata={"help": "0: greedy"})
-    guided: bool = field(default=False, metadata={"help": "force JSON whose keys are the record's schema"})
+    guided: str | None = field(default=None, metadata={
+        "help": "schema (the flag alone): force JSON whose keys are the record's schema; spans: also force every "
+                "extracted string to be a substring of the input", "nargs": "?", "const": "schema"})
     ground: bool = field(default=False, metadata={"help": "add character offsets of extracted strings, and those not in the text"})
     top_p: float = 1.0
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is split over"})
@@ -54,6 +56,11 @@ class InferArguments:
     finetuning_type: str = "lora"
     output_dir: str | None = field(default=None, metadata={"help": "ignored, as upstream"})
 
+    def __post_init__(self) -> None:
+        from .guided import guided_mode
+
+        self.guided = guided_mode(self.guided)  # True / "true" (a YAML recipe, older code) mean "schema"
+
 
 def parse_infer_args(argv: list[str] | None = None) -> InferArguments:
     """Flags, or a single YAML/JSON file."""
@@ -69,6 +76,8 @@ def _check(args: InferArguments) -> None:
         raise ValueError(f"--shard_index must be in 0..{args.num_shards - 1}, got {args.shard_index}")
     if args.bf16 and args.fp16:
         raise ValueError("choose one of --bf16 and --fp16")
+    if args.guided == "spans" and args.engine.lower() in ("openai", "chatgpt", "deepseek"):
+        raise ValueError("--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema")
 
 
 def build_engine(args: InferArguments):
@@ -116,7 +125,7 @@ def run_inference(args: InferArguments, engine: Any = None) -> dict[str, Any]:
 
         def schema_of(record: dict) -> dict:
             try:
-                return output_schema_of(record)
+                return output_schema_of(record, args.guided)
             except DataError as exc:
                 raise DataError(args.input_file, None, exc.field, exc.reason) from None
 

@@ -33,6 +33,7 @@ __all__ = [
     "require_str",
     "by_position",
     "object_schema",
+    "span_or",
     "STRING",
     "STRINGS",
 ]
@@ -68,6 +69,11 @@ def object_schema(properties: dict[str, dict], required: bool = True) -> dict:
     if required:
         schema["required"] = list(properties)
     return schema
+
+
+def span_or(span: dict, *words: str) -> dict:
+    """An extractive string, or one of the task's fixed words (EE's ``"NAN"``), which are not spans of the text."""
+    return span if span == STRING else {"anyOf": [span, *({"const": w} for w in words)]}
 
 
 def binomial(rng: random.Random | None, trials: int, p: float) -> int:
@@ -160,12 +166,14 @@ class Task:
         """Build a schema from the labels seen in the data (``--schema_path`` omitted)."""
         raise NotImplementedError
 
-    def output_schema(self, entries: list) -> dict:
+    def output_schema(self, entries: list, span: dict = STRING) -> dict:
         """JSON Schema of a correct answer to an instruction whose ``schema`` is ``entries`` (guided decoding).
 
         The answer's keys are exactly the instruction's schema items; the default is a list of strings per item.
+        ``span`` is the schema of every *extractive* string (one copied from the input: an entity, a head or tail,
+        a trigger, an argument); span-constrained decoding passes a marked string (``predict.spans.SPAN``) there.
         """
-        return object_schema({str(e): STRINGS for e in entries})
+        return object_schema({str(e): {"type": "array", "items": span} for e in entries})
 
     # ---- evaluation -------------------------------------------------------------------------------------
     def parse_output(self, obj: dict, rel_keys: str = "any") -> list[Extraction]:

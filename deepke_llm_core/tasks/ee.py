@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..io import DataError
 from ..records import Event
 from ..schema import Schema
-from .base import STRING, STRINGS, Task, binomial, object_schema, order_items, require_str, sample_subset
+from .base import STRING, Task, binomial, object_schema, order_items, require_str, sample_subset, span_or
 
 __all__ = ["TASK", "EETask", "read_events", "event_labels", "format_values", "event_tuples"]
 
@@ -201,10 +201,17 @@ class EETask(Task):
         all_roles = list(dict.fromkeys(r for roles in type_roles.values() for r in roles))
         return Schema(types=list(type_roles), roles=all_roles, type_roles={t: list(r) for t, r in type_roles.items()})
 
-    def output_schema(self, entries):
-        value = {"anyOf": [STRING, STRINGS]}
-        event = lambda e: object_schema({"trigger": STRING,
-                                         "arguments": object_schema({r: value for r in e["arguments"]}, required=False)})
+    def output_schema(self, entries, span=STRING):
+        """Events with a trigger (``"NAN"`` when the annotation had none) and optional role values (``"NAN"`` for
+        an absent argument, a list for several); an entry without a trigger (EEA's test items) asks for arguments only."""
+        value = {"anyOf": [span_or(span, "NAN"), {"type": "array", "items": span}]}
+
+        def event(entry: dict) -> dict:
+            arguments = object_schema({r: value for r in entry["arguments"]}, required=False)
+            if not entry.get("trigger"):
+                return object_schema({"arguments": arguments})
+            return object_schema({"trigger": span_or(span, "NAN"), "arguments": arguments})
+
         return object_schema({e["event_type"]: {"type": "array", "items": event(e)} for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..io import DataError
 from ..records import Attribute, Mention
 from ..schema import Schema
-from .base import STRING, STRINGS, Task, binomial, by_position, object_schema, order_items, require_str, sample_subset
+from .base import STRING, Task, binomial, by_position, object_schema, order_items, require_str, sample_subset
 
 __all__ = ["TASK", "KGTask"]
 
@@ -97,9 +97,12 @@ class KGTask(Task):
         roles = list(dict.fromkeys(a for attrs in by_type.values() for a in attrs))
         return Schema(types=list(spo), roles=roles, type_roles={t: list(a) for t, a in by_type.items()})
 
-    def output_schema(self, entries):
-        value = {"anyOf": [STRING, STRINGS]}
-        entity = lambda e: {"type": "object", "additionalProperties": object_schema({a: value for a in e["attributes"]}, required=False)}
+    def output_schema(self, entries, span=STRING):
+        """``{entity_type: {entity: {attribute: value | [values]}}}``: entities (keys) and values are extractive."""
+        value = {"anyOf": [span, {"type": "array", "items": span}]}
+        names = {} if span == STRING else {"propertyNames": span}
+        entity = lambda e: {"type": "object", **names,
+                            "additionalProperties": object_schema({a: value for a in e["attributes"]}, required=False)}
         return object_schema({e["entity_type"]: entity(e) for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):

@@ -71,8 +71,8 @@ class RETask(LabelListTask):
         schema = super().collect_schema(annotations)
         return type(schema)(roles=schema.types)
 
-    def output_schema(self, entries):
-        pair = object_schema({"subject": STRING, "object": STRING})
+    def output_schema(self, entries, span=STRING):
+        pair = object_schema({"subject": span, "object": span})
         return object_schema({r: {"type": "array", "items": pair} for r in entries})
 
     def parse_output(self, obj, rel_keys="any"):

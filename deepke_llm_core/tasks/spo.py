@@ -71,8 +71,8 @@ class SPOTask(LabelListTask):
         items = super().collect_schema(annotations).types
         return Schema(types=items, roles=list(dict.fromkeys(split_spo(i)[1] for i in items)))
 
-    def output_schema(self, entries):
-        pair = object_schema({"subject": STRING, "object": STRING})
+    def output_schema(self, entries, span=STRING):
+        pair = object_schema({"subject": span, "object": span})
         return object_schema({e["predicate"]: {"type": "array", "items": pair} for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
