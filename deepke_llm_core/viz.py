@@ -105,7 +105,12 @@ def scores_table(results: dict[str, dict[str, Any]]):
 
 
 def per_type_table(result: dict[str, Any], prefix: str = ""):
-    """``evaluate``'s per-type breakdown as a DataFrame: one row per type, ``tp pred gold P R F1`` of a level."""
+    """``evaluate``'s per-type breakdown as a DataFrame: one row per type, ``tp pred gold P R F1`` of a level.
+
+    >>> table = per_type_table({"per_type": {"person": {"tp": 1, "pred": 2, "gold": 1, "P": 50.0, "R": 100.0, "F1": 66.67}}})
+    >>> table.columns.tolist(), float(table.loc["person", "F1"])
+    (['tp', 'pred', 'gold', 'P', 'R', 'F1'], 66.67)
+    """
     import pandas as pd
 
     per_type = result.get("per_type", result.get("total", {}).get("per_type", {}))
@@ -117,7 +122,11 @@ def per_type_table(result: dict[str, Any], prefix: str = ""):
 def diff_table(task: "str | Task", predicted: Any, gold: Any, **options: Any):
     """:func:`diff_tuples` as a DataFrame, one row per item: ``level`` (``all``; ``event``/``argument`` for EE),
     ``outcome`` (correct, false positive, missed), ``type`` and the item, counted exactly as ``evaluate`` counts:
-    the error breakdown of one text."""
+    the error breakdown of one text.
+
+    >>> diff_table("NER", {"person": ["Tom", "Ann"]}, [{"entity": "Tom", "entity_type": "person"}]).outcome.tolist()
+    ['correct', 'false positive']
+    """
     import pandas as pd
 
     rows = [(prefix.rstrip("_") or "all", _CATEGORIES[outcome][0], item.type, item.describe())
