@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .io import DataError
+from .serve import ServeArguments
 
 __all__ = ["main", "STAGES", "MergeArguments", "ServeArguments", "QuickstartArguments"]
 
@@ -24,21 +25,6 @@ class MergeArguments:
     output_file: str = field(metadata={"help": "the --output_file the shards were run with"})
     num_shards: int = field(metadata={"help": "how many shards the input was split into"})
     input_file: str | None = field(default=None, metadata={"help": "check that every input record is there"})
-
-
-@dataclass
-class ServeArguments:
-    model_name_or_path: str = field(metadata={"help": "base or merged model (a folder or a Hub id)"})
-    checkpoint_dir: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
-    model_id: str | None = field(default=None, metadata={"help": "the name clients send as `model`; default: the folder name"})
-    template: str | None = field(default=None, metadata={"help": "default: the adapter's stored template, else 'auto'"})
-    system_prompt: str | None = field(default=None, metadata={"help": "added when a request has no system message"})
-    model_name: str | None = field(default=None, metadata={"help": "model family (chatglm, openba: another Auto class)"})
-    bits: int | None = field(default=None, metadata={"help": "bitsandbytes quantization (GPU)", "choices": [4, 8]})
-    trust_remote_code: bool = False
-    host: str = field(default="127.0.0.1", metadata={"help": "127.0.0.1 (default): this machine only"})
-    port: int = field(default=8000, metadata={"help": "0: a free port"})
-    api_key_env: str | None = field(default=None, metadata={"help": "environment variable holding a key clients must send"})
 
 
 @dataclass
@@ -108,20 +94,9 @@ def _extract(args) -> int:
 
 
 def _serve(args: ServeArguments) -> int:
-    import os
-
     from .serve import serve
 
-    if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be in 0..65535 (0: a free port), got {args.port}")
-    key_env = args.api_key_env
-    if key_env and not os.environ.get(key_env):
-        raise ValueError(f"--api_key_env {key_env}: that environment variable is empty (it must hold the key; "
-                         "the key itself is never given on the command line)")
-    options = {k: v for k, v in vars(args).items() if k not in ("model_name_or_path", "checkpoint_dir", "host", "port", "api_key_env")}
-    serve(args.model_name_or_path, args.checkpoint_dir, host=args.host, port=args.port,
-          api_key=os.environ[key_env] if key_env else None, **options)
-    return 0
+    return serve(args)
 
 
 def _quickstart(args: QuickstartArguments) -> int:
@@ -172,22 +147,27 @@ STAGES: dict[str, tuple[str, Callable[..., int]]] = {
     "export": ("merge a LoRA adapter into its base model and save it", _export),
     "icl": ("in-context learning: prompt an API or a local chat model, one text or a whole file", _icl),
     "extract": ("documents of any length -> typed extractions with offsets (sentence windows, any engine)", _extract),
-    "serve": ("a small OpenAI-compatible server (/v1/chat/completions) for a local model, CPU or GPU", _serve),
+    "serve": ("an OpenAI-compatible server for a model or adapter: transformers serve, vLLM, or our own", _serve),
     "quickstart": ("the end-to-end walk-through on the bundled sample data", _quickstart),
 }
 
 
 def _usage() -> str:
     rows = "\n".join(f"  {name:<11} {help_text}" for name, (help_text, _) in STAGES.items())
-    return ("usage: deepke-llm STAGE [flags | settings.yaml [flags]]\n\nKnowledge extraction with LLMs. Stages:\n"
-            f"{rows}\n\n'deepke-llm STAGE --help' lists a stage's flags.")
+    return ("usage: deepke-llm [--verbose] STAGE [flags | settings.yaml [flags]]\n\nKnowledge extraction with LLMs. "
+            f"Stages:\n{rows}\n\n'deepke-llm STAGE --help' lists a stage's flags. --verbose (or DEEPKE_LLM_VERBOSE=1) "
+            "shows the libraries' logs and warnings.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; bad input exits with status 2 and a one-line, located message (no traceback)."""
     from .args import parse_settings
+    from .quiet import quiet
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv[:1] or None  # a global flag, before the stage
+    quiet(verbose)
+    argv = argv[1:] if verbose else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2

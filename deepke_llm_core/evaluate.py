@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
 from .io import DataError, iter_jsonl
+from .records import instruction_record
 from .scoring import instruction_input, make_options, numbered, parse_json_output, prf, score
 from .tasks import Task
 
@@ -92,7 +93,7 @@ def reference_predictions(train_path: str, test_path: str) -> list[dict]:
         tests.setdefault(record["id"], record)
     predictions = []
     for number, record in iter_jsonl(train_path):
-        text = json.loads(record["instruction"])["input"]
+        text = instruction_record(record).input
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if key not in tests:
             raise DataError(train_path, number, "instruction", "its text is not in the test file")

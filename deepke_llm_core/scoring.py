@@ -91,11 +91,13 @@ def _lenient(text: str) -> Any:
 
 def instruction_input(record: dict, fallback: str = "") -> str:
     """The text an IEPile instruction record asks about (its ``input``); ``fallback`` when it is not IEPile JSON."""
+    from .records import instruction_record
+
     try:
-        inner = json.loads(record.get("instruction", ""))
-    except (ValueError, RecursionError, TypeError):
+        parsed = instruction_record(record)
+    except (ValueError, RecursionError):
         return fallback
-    return inner.get("input", "") if isinstance(inner, dict) else ""
+    return parsed.input if parsed.is_iepile else fallback
 
 
 class _Instance:

@@ -22,8 +22,8 @@ from .records import Extraction, Mark, Mention  # noqa: F401 - Mention: the doct
 if TYPE_CHECKING:
     from .tasks import Task
 
-__all__ = ["load_history", "plot_training_history", "plot_rewards", "plot_per_type_f1", "locate",
-           "highlight_html", "diff_tuples", "diff_html", "save_html"]
+__all__ = ["load_history", "plot_training_history", "plot_rewards", "plot_per_type_f1", "plot_errors", "scores_table",
+           "per_type_table", "diff_table", "locate", "highlight_html", "diff_tuples", "diff_html", "save_html"]
 
 
 def load_history(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -144,6 +144,54 @@ def plot_errors(result: dict[str, Any], out_png: str | os.PathLike | None = None
     if out_png:
         figure.savefig(out_png, dpi=100)
     return figure
+
+
+def scores_table(results: dict[str, dict[str, Any]]):
+    """One row per named evaluation result (``evaluate``'s ``total``, or a whole result): texts, parse errors and
+    the P/R/F1 of every level (``event_``/``argument_`` for EE), as a pandas DataFrame.
+
+    >>> float(scores_table({"run": {"总样本数": 2, "错误数": 0, "P": 50.0, "R": 100.0, "F1": 66.67}}).loc["run", "F1"])
+    66.67
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, result in results.items():
+        total = result.get("total", result)
+        rows[name] = {"texts": total.get("总样本数"), "parse errors": total.get("错误数"),
+                      **{k: v for k, v in total.items() if k.endswith(("P", "R", "F1")) and not isinstance(v, dict)}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def per_type_table(result: dict[str, Any], prefix: str = ""):
+    """``evaluate``'s per-type breakdown as a DataFrame: one row per type, ``tp pred gold P R F1`` of a level.
+
+    >>> table = per_type_table({"per_type": {"person": {"tp": 1, "pred": 2, "gold": 1, "P": 50.0, "R": 100.0, "F1": 66.67}}})
+    >>> table.columns.tolist(), float(table.loc["person", "F1"])
+    (['tp', 'pred', 'gold', 'P', 'R', 'F1'], 66.67)
+    """
+    import pandas as pd
+
+    per_type = result.get("per_type", result.get("total", {}).get("per_type", {}))
+    columns = ["tp", "pred", "gold", "P", "R", "F1"]
+    return pd.DataFrame([[scores.get(prefix + c) for c in columns] for scores in per_type.values()],
+                        index=pd.Index(list(per_type), name="type"), columns=columns)
+
+
+def diff_table(task: "str | Task", predicted: Any, gold: Any, **options: Any):
+    """:func:`diff_tuples` as a DataFrame, one row per item: ``level`` (``all``; ``event``/``argument`` for EE),
+    ``outcome`` (correct, false positive, missed), ``type`` and the item, counted exactly as ``evaluate`` counts:
+    the error breakdown of one text.
+
+    >>> diff_table("NER", {"person": ["Tom", "Ann"]}, [{"entity": "Tom", "entity_type": "person"}]).outcome.tolist()
+    ['correct', 'false positive']
+    """
+    import pandas as pd
+
+    rows = [(prefix.rstrip("_") or "all", _CATEGORIES[outcome][0], item.type, item.describe())
+            for prefix, groups in diff_tuples(task, predicted, gold, **options).items()
+            for outcome, items in groups.items() for item in items]
+    return pd.DataFrame(rows, columns=["level", "outcome", "type", "item"])
 
 
 # ---- extractions highlighted in their text (HTML) ------------------------------------------------------------------

@@ -26,6 +26,7 @@ import json
 from typing import Any
 
 from ..io import DataError
+from ..records import instruction_record
 from ..tasks import get_task
 from .spans import INPUT_KEY, SPAN, is_span_schema, span_grammar, strip_markers
 
@@ -65,14 +66,12 @@ def output_schema_of(record: dict, mode: str = "schema") -> dict:
     task = record.get("task")
     if not isinstance(task, str):
         raise DataError(None, None, "task", "guided decoding needs each record's task (convert with deepke-llm convert)")
-    instruction = json.loads(record["instruction"])
-    entries = instruction.get("schema", [])
+    parsed = instruction_record(record)
     if mode == "spans":
-        text = instruction.get("input")
-        if not isinstance(text, str):
+        if not parsed.is_iepile:
             raise DataError(None, None, "instruction.input", "--guided spans needs the record's input text")
-        return {**get_task(task).output_schema(entries, span=SPAN), INPUT_KEY: text}
-    return get_task(task).output_schema(entries)
+        return {**get_task(task).output_schema(parsed.schema, span=SPAN), INPUT_KEY: parsed.input}
+    return get_task(task).output_schema(parsed.schema)
 
 
 def engine_constraint(schema: dict) -> tuple[str, Any]:
