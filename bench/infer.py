@@ -41,7 +41,7 @@ def generate_batch_runs(model_path: str, test_file: Path, max_new_tokens: int) -
 
     from deepke_llm_core.encoding import encode_prompt
     from deepke_llm_core.models import load_model_and_tokenizer
-    from deepke_llm_core.predict.hf import stop_token_ids
+    from deepke_llm_core.engines.local import stop_token_ids
 
     records = [json.loads(line) for line in test_file.read_text(encoding="utf-8").splitlines()]
     runs = []
