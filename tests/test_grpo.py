@@ -135,6 +135,7 @@ def test_torchrun_and_deepspeed_share_the_prompts(tiny_qwen, ner_files, tmp_path
     assert (out / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow  # a kill mid-run and a resumed run: the slowest of the GRPO tests
 def test_a_killed_run_resumes_and_continues_the_step_count(tiny_qwen, ner_files, tmp_path, capsys):
     out = tmp_path / "resume"
     args = ["finetune", "--model_name_or_path", str(tiny_qwen), "--train_file", str(ner_files["train"]),

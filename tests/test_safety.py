@@ -137,6 +137,10 @@ def test_no_flag_is_matched_by_its_prefix_and_a_mistyped_secret_is_never_echoed(
 
 def test_a_missing_model_folder_or_an_unreachable_hub_id_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    # read once at import: an earlier test may have imported it online (then each Hub call waits out its retries)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     test_file = write_lines(tmp_path / "t.json", [{"instruction": "x"}])
     for model in (str(tmp_path / "no-such-model"), "no-such-org/no-such-model"):
         assert main(["infer", "--model_name_or_path", model, "--input_file", str(test_file),
