@@ -76,6 +76,14 @@ def build_instructions(text: str, task: str, schema: Schema | str, language: str
     return _instructions(_converter(task, schema, language, split_num), text)
 
 
+def _guided_schemas(requests: list[dict], guided: str | None) -> list[dict] | None:
+    """Each window instruction's decoding constraint (``predict.guided``), or None when decoding is free."""
+    from .predict.guided import guided_mode, output_schema_of
+
+    mode = guided_mode(guided)
+    return [output_schema_of(r, mode) for r in requests] if mode else None
+
+
 def _requests(converter: Any, windows: list[Window]) -> list[dict]:
     """One instruction record per window and schema chunk, tagged with its window."""
     return [{**record, "window": w.index, "start": w.start} for w in windows for record in _instructions(converter, w.text)]
@@ -104,7 +112,8 @@ def _assemble(text: str, windows: list[Window], requests: list[dict], outputs: l
 def extract(texts: str | Sequence[str], task: str, schema: Schema | str, engine: Any, *, language: str = "en",
             split_num: int | None = None, lenient: bool = True, sampling: Any = None,
             window_tokens: int = DEFAULT_WINDOW_TOKENS, overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-            window_sentences: int | None = None, every_mention: bool = False) -> ExtractionResult | list[ExtractionResult]:
+            window_sentences: int | None = None, every_mention: bool = False,
+            guided: str | None = None) -> ExtractionResult | list[ExtractionResult]:
     """Extract from one text (returns one result) or several (a list, in order), with one engine call.
 
     Args:
@@ -122,6 +131,8 @@ def extract(texts: str | Sequence[str], task: str, schema: Schema | str, engine:
         window_sentences: at most this many sentences per window (``1`` for a model trained on single sentences).
         every_mention: mark every occurrence of an extracted entity's string, not only as many as the answer
             names (``align.align_extractions``).
+        guided: ``"schema"`` (the answer's keys are the chunk's schema) or ``"spans"`` (also every extracted
+            string is a substring of its window: nothing can be invented); a local engine for ``spans``.
     """
     from .documents import make_windows, token_counter
     from .engines import Sampling
@@ -139,7 +150,8 @@ def extract(texts: str | Sequence[str], task: str, schema: Schema | str, engine:
     windows = [make_windows(t, window_tokens, overlap_tokens, count, window_sentences) for t in batch]
     requests = [_requests(converter, w) for w in windows]
     flat = [r for rs in requests for r in rs]
-    answers = iter(engine.generate([engine.messages(query_of(r)) for r in flat], sampling or Sampling()))
+    schemas = _guided_schemas(flat, guided)
+    answers = iter(engine.generate([engine.messages(query_of(r)) for r in flat], sampling or Sampling(), schemas))
     results = [_assemble(t, w, rs, [next(answers).text for _ in rs], task_obj, lenient, every_mention)
                for t, w, rs in zip(batch, windows, requests)]
     return results[0] if single else results
@@ -187,6 +199,14 @@ class ExtractArguments:
     every_mention: bool = field(default=True, metadata={"help": "mark every occurrence of an extracted entity's string"})
     lenient: bool = field(default=True, metadata={"help": "read answers in code fences or slightly broken JSON"})
     progress: bool | None = field(default=None, metadata={"help": "progress bar on stderr (default: on a terminal)"})
+    guided: str | None = field(default=None, metadata={
+        "help": "schema: answers are JSON whose keys are the chunk's schema; spans: also every extracted string is a "
+                "substring of its window (hf or vllm engine; needs the `guided` extra)"})
+
+    def __post_init__(self) -> None:
+        from .predict.guided import guided_mode
+
+        self.guided = guided_mode(self.guided)
 
 
 def build_extract_engine(args: ExtractArguments) -> Any:
@@ -204,7 +224,7 @@ def build_extract_engine(args: ExtractArguments) -> Any:
                             dtype="bf16" if args.bf16 else "fp16" if args.fp16 else "auto",
                             trust_remote_code=args.trust_remote_code, cutoff_len=args.cutoff_len,
                             batch_size=args.batch_size, base_url=args.base_url, timeout=args.timeout,
-                            max_retries=args.max_retries)
+                            max_retries=args.max_retries, guided=args.guided)
     return create_engine(args.engine, options)
 
 
@@ -235,6 +255,8 @@ def _check(args: ExtractArguments) -> None:
         value = getattr(args, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    if args.guided == "spans" and args.engine.lower() in ("openai", "chatgpt", "deepseek"):
+        raise ValueError("--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema")
     if args.window_sentences is not None and args.window_sentences < 1:
         raise ValueError(f"--window_sentences must be at least 1, got {args.window_sentences}")
     if not 0 <= args.overlap_tokens < args.window_tokens:
@@ -276,9 +298,10 @@ def extract_file(args: ExtractArguments, engine: Any = None) -> dict[str, Any]:
     flat = [r for rs in requests for r in rs]
     settings = {"stage": "extract", "task": task_obj.name, "language": args.language, "cutoff_len": args.cutoff_len,
                 "window_tokens": args.window_tokens, "overlap_tokens": args.overlap_tokens,
-                "window_sentences": args.window_sentences, "split_num": args.split_num}
+                "window_sentences": args.window_sentences, "split_num": args.split_num, "guided": args.guided}
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens)
     stats = run_to_file(flat, side, engine, sampling, lambda r: engine.messages(query_of(r)), settings=settings,
+                        schema_of=(lambda r: _guided_schemas([r], args.guided)[0]) if args.guided else None,
                         concurrency=args.concurrency, progress=args.progress, desc="extract")
     outputs = [record.get("output") for _, record in iter_jsonl(side)]
     if len(outputs) != len(flat):

@@ -179,3 +179,24 @@ def test_vllm_spans_use_the_same_grammar_and_invent_nothing(tmp_path):
                  "--output_file", str(out), "--max_new_tokens", "200", "--guided", "spans", "--engine", "vllm"]) == 0
     failures, strings, invented = _measure(out)
     assert failures == 0 and invented == 0 and strings > 0
+
+
+def test_extract_with_spans_keeps_every_string_of_a_document_in_the_text(tmp_path):
+    """A document of held-out English sentences through ``deepke-llm extract``: unguided, the base writes names that
+    are nowhere in the document; with --guided spans every extracted string is found in it."""
+    held_out = [json.loads(line) for line in (tiny_base_path() / "held_out" / "NER-en.json").read_text(encoding="utf-8").splitlines()[:8]]
+    text = " ".join(instruction_input(r) for r in held_out)
+    write_lines(tmp_path / "docs.json", [{"id": "d1", "text": text}])
+    (tmp_path / "schema.json").write_text('["location", "organization", "person"]\n[]\n{}\n', encoding="utf-8")
+    stats = {}
+    for mode in ("none", "spans"):
+        out = tmp_path / f"{mode}.json"
+        assert main(["extract", "--input_file", str(tmp_path / "docs.json"), "--output_file", str(out), "--task", "NER",
+                     "--schema_path", str(tmp_path / "schema.json"), "--language", "en", "--window_sentences", "1",
+                     "--model_name_or_path", str(tiny_base_path()), "--max_new_tokens", "96", "--no-progress",
+                     "--guided", mode]) == 0
+        extractions = read_lines(out)[0]["extractions"]
+        stats[mode] = (len(extractions), sum(e["start"] is None for e in extractions))
+        assert all(e["start"] is None or text[e["start"]:e["end"]] == e["text"] for e in extractions)
+    assert stats["none"][1] > 0, stats  # the base invents names unguided
+    assert stats["spans"][0] > 0 and stats["spans"][1] == 0, stats
