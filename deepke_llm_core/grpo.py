@@ -132,12 +132,10 @@ def finetune_grpo(model_args: Any, data_args: Any, method: Any, train_args: Any,
     The arguments are ``train.py``'s dataclasses plus :class:`GrpoArguments`. A rerun on the same ``output_dir``
     resumes from its last checkpoint unless ``overwrite_output_dir`` is set.
     """
-    from transformers import set_seed
-
-    from .models import load_model_and_tokenizer
     from .checkpoints import check_output_dir, last_complete_checkpoint, run_fingerprint
     from .engines.local import stop_token_ids
-    from .train import _check_arguments, load_training_records, peft_config, warn_if_template_markers_unknown
+    from .train import (_check_arguments, load_seeded_model, load_training_records, peft_config,
+                        warn_if_template_markers_unknown)
 
     grpo_args = grpo_args or GrpoArguments()
     _check_arguments(model_args, method, train_args)
@@ -151,13 +149,8 @@ def finetune_grpo(model_args: Any, data_args: Any, method: Any, train_args: Any,
                          "result with deepke-llm infer + evaluate")
     info = stored_run_info(model_args.checkpoint_dir, model_args.model_name_or_path)
     template = resolve_template(model_args.template, info, model_args.checkpoint_dir or model_args.model_name_or_path)
-    set_seed(train_args.seed)
     records = load_training_records(data_args.train_file)
-    dtype = "bf16" if train_args.bf16 else "fp16" if train_args.fp16 else "fp32"
-    model, tokenizer = load_model_and_tokenizer(
-        model_args.model_name_or_path, model_args.checkpoint_dir, model_name=model_args.model_name, bits=model_args.bits,
-        dtype=dtype, double_quant=model_args.double_quant, quant_type=model_args.quant_type, is_trainable=True,
-        padding_side="left", trust_remote_code=model_args.trust_remote_code)
+    model, tokenizer = load_seeded_model(model_args, train_args, padding_side="left")
     require_chat_template(template, tokenizer, model_args.model_name_or_path)
     warn_if_template_markers_unknown(template, tokenizer)
     rows, ids_by_text = build_prompts(records, tokenizer, template, model_args.system_prompt, data_args.max_source_length)

@@ -20,6 +20,7 @@ from typing import Any
 import orjson  # a small compiled parser; imported eagerly as the hot loop needs it
 
 from .io import DataError
+from .records import instruction_record
 from .tasks import TASKS, Task, get_task
 
 __all__ = ["prf", "score_lists", "parse_json_output", "instruction_input", "loads_like_json", "ScoreOptions", "make_options", "numbered",
@@ -91,8 +92,6 @@ def _lenient(text: str) -> Any:
 
 def instruction_input(record: dict, fallback: str = "") -> str:
     """The text an IEPile instruction record asks about (its ``input``); ``fallback`` when it is not IEPile JSON."""
-    from .records import instruction_record
-
     try:
         parsed = instruction_record(record)
     except (ValueError, RecursionError):

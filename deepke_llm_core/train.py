@@ -280,6 +280,24 @@ def warn_if_template_markers_unknown(template: str, tokenizer: Any) -> None:
               "know as special tokens; check that the template matches the model", file=sys.stderr)
 
 
+def load_seeded_model(model_args: ModelArguments, train_args: TrainingArguments, padding_side: str) -> tuple[Any, Any]:
+    """Seed, then load the base (+ adapter) for training, for SFT and GRPO alike.
+
+    Seeding comes first because LoRA/P-Tuning weights are initialised by ``get_peft_model``, before ``Trainer``
+    would seed: without it two runs of the same command start from different adapters.
+    """
+    from transformers import set_seed
+
+    from .models import load_model_and_tokenizer
+
+    set_seed(train_args.seed)
+    dtype = "bf16" if train_args.bf16 else "fp16" if train_args.fp16 else "fp32"
+    return load_model_and_tokenizer(
+        model_args.model_name_or_path, model_args.checkpoint_dir, model_name=model_args.model_name, bits=model_args.bits,
+        dtype=dtype, double_quant=model_args.double_quant, quant_type=model_args.quant_type, is_trainable=True,
+        padding_side=padding_side, trust_remote_code=model_args.trust_remote_code)
+
+
 def finetune(model_args: ModelArguments, data_args: DataArguments, method: FinetuningArguments,
              train_args: TrainingArguments, grpo_args: Any = None) -> dict[str, Any]:
     """Train and save the adapter (or model) with its tokenizer and run info; returns the final metrics.
@@ -293,8 +311,6 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         return finetune_grpo(model_args, data_args, method, train_args, grpo_args)
     from transformers import Trainer
 
-    from .models import load_model_and_tokenizer
-
     from .checkpoints import check_output_dir, last_complete_checkpoint, run_fingerprint
 
     _check_arguments(model_args, method, train_args)
@@ -305,17 +321,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         check_input_file(data_args.valid_file, "--valid_file")
     fingerprint = run_fingerprint(model_args, data_args, method, train_args)
     check_output_dir(train_args.output_dir, fingerprint, train_args.overwrite_output_dir)
-    # Seed before anything random is built: LoRA/P-Tuning weights are initialised by get_peft_model, before
-    # Trainer would seed, so without this two runs of the same command start from different adapters.
-    from transformers import set_seed
-
-    set_seed(train_args.seed)
     train_records = load_training_records(data_args.train_file)
-    dtype = "bf16" if train_args.bf16 else "fp16" if train_args.fp16 else "fp32"
-    model, tokenizer = load_model_and_tokenizer(
-        model_args.model_name_or_path, model_args.checkpoint_dir, model_name=model_args.model_name, bits=model_args.bits,
-        dtype=dtype, double_quant=model_args.double_quant, quant_type=model_args.quant_type, is_trainable=True,
-        padding_side="right", trust_remote_code=model_args.trust_remote_code)
+    model, tokenizer = load_seeded_model(model_args, train_args, padding_side="right")
     require_chat_template(model_args.template, tokenizer, model_args.model_name_or_path)
 
     warn_if_template_markers_unknown(model_args.template, tokenizer)
