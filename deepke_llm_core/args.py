@@ -99,9 +99,7 @@ def parse_settings(classes: Sequence[type], argv: Sequence[str] | None = None, *
     >>> parse_settings([Demo], ["--learning_rate", "5e-5", "--no-progress"])[0]
     Demo(learning_rate=5e-05, progress=False)
     """
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(list(classes), prog=prog, description=description, allow_abbrev=False)
+    parser = _hf_argument_parser()(list(classes), prog=prog, description=description, allow_abbrev=False)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")) and not argv[0].startswith("-"):
         argv = _file_as_flags(os.path.abspath(argv[0])) + argv[1:]
@@ -117,3 +115,37 @@ def parse_settings(classes: Sequence[type], argv: Sequence[str] | None = None, *
         raise ValueError(f"unknown setting{'s' if len(flags) > 1 else ''}: {', '.join(flags)}"
                          + (f" (did you mean {', '.join(near)}?)" if near else "") + f"; see {prog or 'the stage'} --help")
     return tuple(parser.parse_args_into_dataclasses(args=argv))
+
+
+def _hf_argument_parser() -> type:
+    """transformers' ``HfArgumentParser``, without importing the transformers package when it is not loaded yet.
+
+    ``import transformers`` builds its lazy-import table by scanning every model folder (about 0.75 s here), which
+    is most of the start-up of ``convert`` and ``evaluate``, stages that never touch a model. The parser's module
+    uses only the standard library and PyYAML, so it is loaded from transformers' own file under a private name.
+    If that ever fails (a future transformers gives it package-relative imports), the normal import is used.
+    """
+    if "transformers" in sys.modules:
+        from transformers import HfArgumentParser
+
+        return HfArgumentParser
+    module = sys.modules.get(_PARSER_MODULE)
+    if module is None:
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec("transformers")  # locates the package without running its __init__
+            path = os.path.join(found.submodule_search_locations[0], "hf_argparser.py")  # type: ignore[union-attr]
+            spec = importlib.util.spec_from_file_location(_PARSER_MODULE, path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[_PARSER_MODULE] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - any failure: fall back to the package import
+            sys.modules.pop(_PARSER_MODULE, None)
+            from transformers import HfArgumentParser
+
+            return HfArgumentParser
+    return module.HfArgumentParser
+
+
+_PARSER_MODULE = "deepke_llm_core._hf_argparser"

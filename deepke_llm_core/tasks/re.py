@@ -27,19 +27,36 @@ def pair_from(element: dict, rel_keys: str) -> tuple[object, object]:
     return head, tail
 
 
-def relation_tuples(obj: dict, rel_keys: str) -> list[Relation]:
-    """A :class:`Relation` for every well-formed element of ``{relation: [objects]}``."""
+def _relation_pairs(obj: dict, rel_keys: str) -> list[tuple[str, tuple[str, str]]]:
+    """``(relation, (head, tail))`` for every well-formed element of ``{relation: [objects]}``. (Exact ``type``
+    checks: the answer was parsed from JSON, which makes no subclasses; ``evaluate`` calls this once per record.)"""
     found = []
     for relation, values in obj.items():
-        if not isinstance(values, list):
+        if type(values) is not list or not values:
             continue
         for element in values:
-            if not isinstance(element, dict):
+            if type(element) is not dict:
                 continue
             head, tail = pair_from(element, rel_keys)
-            if isinstance(head, str) and isinstance(tail, str):
-                found.append(Relation(Mention(head), relation, Mention(tail)))
+            if type(head) is str and type(tail) is str:
+                found.append((relation, (head, tail)))
     return found
+
+
+def relation_tuples(obj: dict, rel_keys: str) -> list[Relation]:
+    """A :class:`Relation` for every well-formed element of ``{relation: [objects]}``."""
+    return [Relation(Mention(head), relation, Mention(tail)) for relation, (head, tail) in _relation_pairs(obj, rel_keys)]
+
+
+def relation_score_items(obj: dict, rel_keys: str) -> dict[str, list[tuple[str, tuple[str, str]]]]:
+    """``Task.score_answer`` for relations: ``(relation, (head, tail))``, equal exactly when the Relations are
+    (head and tail types are not compared)."""
+    return {"": _relation_pairs(obj, rel_keys)}
+
+
+def gold_relation_score_items(label: list) -> dict[str, list[tuple[str, tuple[str, str]]]]:
+    """``Task.score_gold`` for relations (RE and SPO labels alike)."""
+    return {"": [(e.get("relation", ""), (e.get("head", ""), e.get("tail", ""))) for e in label if isinstance(e, dict)]}
 
 
 class RETask(LabelListTask):
@@ -81,6 +98,12 @@ class RETask(LabelListTask):
     def gold_tuples(self, label):
         return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")))
                 for e in label if isinstance(e, dict)]
+
+    def score_answer(self, obj, rel_keys="any"):
+        return relation_score_items(obj, rel_keys)
+
+    def score_gold(self, label):
+        return gold_relation_score_items(label)
 
 
 TASK = RETask()

@@ -12,7 +12,7 @@ from functools import lru_cache
 from ..records import Mention, Relation
 from ..schema import Schema
 from .base import STRING, LabelListTask, object_schema
-from .re import relation_tuples
+from .re import gold_relation_score_items, relation_score_items, relation_tuples
 
 __all__ = ["TASK", "SPOTask", "split_spo"]
 
@@ -81,6 +81,12 @@ class SPOTask(LabelListTask):
     def gold_tuples(self, label):
         return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")),
                          e.get("head_type", ""), e.get("tail_type", "")) for e in label if isinstance(e, dict)]
+
+    def score_answer(self, obj, rel_keys="any"):
+        return relation_score_items(obj, rel_keys)
+
+    def score_gold(self, label):
+        return gold_relation_score_items(label)
 
 
 TASK = SPOTask()
