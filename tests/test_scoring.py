@@ -101,3 +101,18 @@ def test_evaluate_gives_the_same_numbers_with_and_without_typed_extractions(name
     assert "errors" in typed["total"] and "errors" not in cheap["total"]
     assert cheap == _without_errors(typed)
     assert cheap["total"]["总样本数"] == 30
+
+
+def test_evaluate_starts_without_importing_transformers(tmp_path):
+    """Argument parsing loads transformers' parser module alone: importing the package takes most of a second."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "p.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _predictions("NER", seed=1)), encoding="utf-8")
+    code = ("import sys; from deepke_llm_core.cli import main; "
+            f"code = main(['evaluate', '--path1', {str(path)!r}, '--out_path', {str(tmp_path / 'm.json')!r}]); "
+            "print(code, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
+    assert json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["total"]["总样本数"] == 30
