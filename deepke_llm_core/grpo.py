@@ -137,7 +137,10 @@ def finetune_grpo(model_args: Any, data_args: Any, method: Any, train_args: Any,
     from .train import (_check_arguments, load_seeded_model, load_training_records, peft_config,
                         warn_if_template_markers_unknown)
 
+    from .io import check_input_file
+
     grpo_args = grpo_args or GrpoArguments()
+    check_input_file(data_args.train_file, "--train_file")
     _check_arguments(model_args, method, train_args)
     fingerprint = {**run_fingerprint(model_args, data_args, method, train_args), "grpo": asdict(grpo_args)}
     check_output_dir(train_args.output_dir, fingerprint, train_args.overwrite_output_dir)

@@ -51,6 +51,8 @@ def _cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
         (["infer", "--model_name_or_path", "unused/model", "--input_file", str(tmp), "--output_file", out],
          ["--input_file", "directory"]),
         (["finetune", str(BAD / "bad_syntax.yaml")], ["bad_syntax.yaml:", "not valid YAML"]),
+        (["finetune", "--stage", "grpo", "--model_name_or_path", "unused/model", "--train_file", str(tmp),
+          "--output_dir", str(tmp / "grpo-out")], ["--train_file is a directory"]),
         (["infer", str(BAD / "python_tag.yaml")], ["python_tag.yaml:1", "not valid YAML"]),
         (["icl", str(BAD / "not_mapping.yaml")], ["not_mapping.yaml", "expected a mapping"]),
         (["convert", "--src_path", str(BAD / "truncated.json"), "--tgt_path", out, "--neg_schema", "nan"], ["--neg_schema"]),
