@@ -4,15 +4,15 @@ Both ways are exact (the same loss and gradients as each example alone, within f
 transformers inputs it already understands; nothing here computes attention or a loss itself.
 
 * **Packed** (``--packing true``): no padding; position ids restart at 0 for each example and each example's
-  first label is -100, as transformers' ``DataCollatorWithFlattening`` lays them out. transformers 5 derives the
-  attention from those position ids (``masking_utils.find_packed_sequence_indices`` gives sdpa and eager a
-  block-diagonal causal mask; flash-attention gets ``cu_seqlens``), so no token attends across examples. With
-  flash-attention the whole batch is one row (its varlen kernels compute each example's attention alone: the
-  fastest layout, so ``--packing auto``, the default, packs there). sdpa and eager compute a row's attention as
-  one dense masked product, so there the batch goes into rows no longer than its longest example
-  (``_PackedRows``); that still costs about what padding to the longest example costs, and length-grouped
-  padded batches cost less (``bench/train.py``), so ``auto`` pads there. Not for P-Tuning: its virtual tokens
-  (or prefix cache) shift every position id.
+  first label is -100, as transformers' ``DataCollatorWithFlattening`` lays them out, and the whole batch is one
+  row. With flash-attention its varlen kernels compute each example's attention alone. With sdpa or eager the
+  model is switched, for training, to ``segment_attention``: registered with transformers' ``AttentionInterface``
+  (its extension point for attention functions), it runs torch's causal sdpa on each example's slice of the row,
+  and its registered mask function builds no mask at all. (transformers' own sdpa path for packed position ids
+  builds a dense block-diagonal T x T mask and computes the row's attention as one masked product; skipping that
+  mask is about 5% of a LoRA step of the tiny model on CPU, ``bench/train.py``.) Not for P-Tuning: its virtual
+  tokens (or prefix cache) shift every position id. Other attention implementations get rows no longer than the
+  batch's longest example (``_PackedRows``) and transformers' packed mask.
 * **Padded** (otherwise): ``DataCollatorForSeq2Seq``, right-padded, in length-grouped batches. The attention
   mask is dropped: with right padding a causal model never attends from a real token to a pad (pads come
   after every real token), so the mask changes nothing the loss sees, and without it sdpa runs its causal
@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-__all__ = ["use_packing", "training_collator"]
+__all__ = ["use_packing", "training_collator", "packed_attention", "segment_attention", "SEGMENT_ATTENTION"]
 
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
@@ -54,6 +54,63 @@ def use_packing(setting: str, model: Any, finetuning_type: str) -> bool:
     if value == "true":
         return True
     return getattr(_base(model).config, "_attn_implementation", None) in VARLEN_ATTENTION
+
+
+SEGMENT_ATTENTION = "deepke_llm_segments"
+_MASKED_DENSE = ("sdpa", "eager")
+
+
+def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                      scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """Attention of a packed row, example by example: torch's causal sdpa on each example's slice.
+
+    The examples are where ``position_ids`` restart at 0 (``DataCollatorWithFlattening``'s layout). Anything else
+    (a mask, several rows, no position ids) goes to transformers' own sdpa function unchanged.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    position_ids = kwargs.get("position_ids")
+    if position_ids is None or attention_mask is not None or query.shape[0] != 1 or query.shape[2] == 1:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    starts = (position_ids[0] == 0).nonzero().flatten().tolist()
+    bounds = (starts if starts and starts[0] == 0 else [0, *starts]) + [query.shape[2]]
+    lengths = [b - a for a, b in zip(bounds, bounds[1:])]
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    dropout = dropout if module.training else 0.0
+    # split (not slicing): its backward is one concatenation, where slices' would each fill a zero tensor of the row
+    parts = [torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling,
+                                                              enable_gqa=gqa)
+             for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    """The mask function registered with ``segment_attention``: it needs none (each slice is causal by itself)."""
+    return None
+
+
+def packed_attention(model: Any) -> str | None:
+    """Prepare ``model`` for packed batches; the attention implementation to restore after training, if changed.
+
+    sdpa and eager are switched to ``segment_attention``; flash-attention (varlen) is left as it is.
+    """
+    base = _base(model)
+    current = getattr(base.config, "_attn_implementation", None)
+    if current not in _MASKED_DENSE:
+        return None
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(SEGMENT_ATTENTION, segment_attention)
+    AttentionMaskInterface.register(SEGMENT_ATTENTION, _no_mask)
+    base.set_attn_implementation(SEGMENT_ATTENTION)
+    return current
+
+
+def _one_row(model: Any) -> bool:
+    return getattr(_base(model).config, "_attn_implementation", None) in (*VARLEN_ATTENTION, SEGMENT_ATTENTION)
 
 
 def _answer_logits_supported(model: Any, finetuning_type: str) -> bool:
@@ -132,12 +189,13 @@ def training_collator(tokenizer: Any, model: Any, finetuning_type: str, packing:
                       one_row: bool | None = None) -> _TrainingCollator:
     """The collator ``finetune`` hands to ``Trainer`` (the tokenizer must pad on the right).
 
-    Packed batches are one row with flash-attention (varlen kernels), rows capped at the longest example
-    otherwise (``_PackedRows``); ``one_row`` overrides that choice.
+    Packed batches are one row with flash-attention (varlen kernels) or ``segment_attention`` (after
+    ``packed_attention``), rows capped at the longest example otherwise (``_PackedRows``); ``one_row`` overrides
+    that choice.
     """
     if packing:
         if one_row is None:
-            one_row = getattr(_base(model).config, "_attn_implementation", None) in VARLEN_ATTENTION
+            one_row = _one_row(model)
         if one_row:
             from transformers import DataCollatorWithFlattening
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from deepke_llm_core.packing import training_collator, use_packing
+from deepke_llm_core.packing import SEGMENT_ATTENTION, packed_attention, training_collator, use_packing
 from deepke_llm_core.train import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments, finetune
 
 
@@ -69,9 +69,22 @@ def _per_example(logits, shift_labels, counts):
     return [piece.mean().item() for piece in pieces]
 
 
-@pytest.mark.parametrize("layout", ["padded", "packed rows", "packed in one row"])
-def test_a_batch_gives_each_example_its_own_loss_and_gradients(lora_model, examples, layout):
+@pytest.fixture
+def segments(lora_model):
+    """The model switched to example-by-example attention for the test (``finetune`` does it for packed batches)."""
+    model = lora_model[0]
+    before = packed_attention(model)
+    assert before == "sdpa" and model.get_base_model().config._attn_implementation == SEGMENT_ATTENTION
+    yield
+    model.get_base_model().set_attn_implementation(before)
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed rows", "packed in one row", "packed, example by example"])
+def test_a_batch_gives_each_example_its_own_loss_and_gradients(lora_model, examples, layout, request):
     model, tokenizer = lora_model
+    if layout == "packed, example by example":
+        request.getfixturevalue("segments")
+        layout = "packed in one row"
     packing = layout != "padded"
     if packing:  # packed rows hold the longest examples first: score the examples in that order
         examples = sorted(examples, key=lambda r: -len(r["input_ids"]))
@@ -144,6 +157,26 @@ def test_packed_training_follows_the_padded_loss_curve(tiny_qwen, ner_files, tmp
     assert len(packed) == len(padded) == 12 and padded[-1] < padded[0] - 0.5  # it learns
     assert packed == pytest.approx(padded, abs=1e-3)
     assert packed_metrics["eval_loss"] == pytest.approx(padded_metrics["eval_loss"], abs=1e-3)
+
+
+def test_example_by_example_attention_builds_no_mask_and_runs_once_per_example(lora_model, examples, segments,
+                                                                                monkeypatch):
+    import deepke_llm_core.packing as packing_module
+    from transformers.masking_utils import AttentionMaskInterface
+
+    model, tokenizer = lora_model
+    calls = []
+    original = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, *a, **k: calls.append(q.shape[2]) or original(q, *a, **k))
+    batch = training_collator(tokenizer, model, "lora", True)(examples)  # one row: the attention decides the layout
+    assert batch["input_ids"].shape[0] == 1
+    with torch.no_grad():
+        model(**batch)
+    layers = model.get_base_model().config.num_hidden_layers
+    assert sorted(calls) == sorted(len(r["input_ids"]) for r in examples for _ in range(layers))
+    assert AttentionMaskInterface()[SEGMENT_ATTENTION](batch_size=1) is None
+    assert packing_module.segment_attention.__module__ == "deepke_llm_core.packing"
 
 
 def test_packing_setting(lora_model):
