@@ -7,8 +7,8 @@ each on both sides, one fresh process per run, the order of the two sides altern
 
 * ``padded``          random batches, each padded to its longest example;
 * ``length-grouped``  ``train_sampling_strategy="group_by_length"``;
-* ``packed``          ours: ``--packing true`` (with sdpa, as here: the batch's 16 examples in rows no longer than
-                      its longest, position ids restarting per example, attention kept within each);
+* ``packed``          ours: ``--packing true`` (with sdpa, as here: the batch's 16 examples in one row, position
+                      ids restarting per example, ``packing.segment_attention`` computing each example's alone);
                       LLaMA-Factory: ``neat_packing`` (its knapsack rows of ``cutoff_len``, block-diagonal attention),
                       with 4 rows per step (about 16 examples); its samples/s are rows/s times examples per row.
 

@@ -1,7 +1,10 @@
 """Training batches for SFT: padded or packed (padding-free), and logits only where the loss looks.
 
 Both ways are exact (the same loss and gradients as each example alone, within float rounding) and hand
-transformers inputs it already understands; nothing here computes attention or a loss itself.
+transformers inputs it already understands; nothing here computes a loss, and attention only through torch's sdpa.
+``--packing auto`` (the default) packs with flash-attention and pads in length-grouped batches otherwise: on
+sdpa, grouped batches have little padding left to remove, and padding measured 2% faster than one packed row
+(0.327 vs 0.335 CPU s per step at ``bench/train.py``'s settings).
 
 * **Packed** (``--packing true``): no padding; position ids restart at 0 for each example and each example's
   first label is -100, as transformers' ``DataCollatorWithFlattening`` lays them out, and the whole batch is one
