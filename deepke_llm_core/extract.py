@@ -211,9 +211,9 @@ class ExtractArguments:
 
 def build_extract_engine(args: ExtractArguments) -> Any:
     """The engine ``args`` describe (a local model is loaded here)."""
-    from .engines import EngineOptions, create_engine
+    from .engines import EngineOptions, create_engine, is_endpoint
 
-    endpoint = args.engine.lower() in ("openai", "chatgpt", "deepseek")
+    endpoint = is_endpoint(args.engine)
     model = args.model_id or args.model_name_or_path
     if not model:
         raise ValueError("--model_name_or_path is required (a local folder or a Hub id), or --model_id for an endpoint")
@@ -255,8 +255,9 @@ def _check(args: ExtractArguments) -> None:
         value = getattr(args, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
-    if args.guided == "spans" and args.engine.lower() in ("openai", "chatgpt", "deepseek"):
-        raise ValueError("--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema")
+    from .engines import check_local_for_spans
+
+    check_local_for_spans(args.engine, args.guided)
     if args.window_sentences is not None and args.window_sentences < 1:
         raise ValueError(f"--window_sentences must be at least 1, got {args.window_sentences}")
     if not 0 <= args.overlap_tokens < args.window_tokens:

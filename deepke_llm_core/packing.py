@@ -33,7 +33,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-__all__ = ["use_packing", "training_collator", "packed_attention", "segment_attention", "SEGMENT_ATTENTION"]
+__all__ = ["use_packing", "training_collator", "packed_attention", "restore_attention", "segment_attention",
+           "SEGMENT_ATTENTION"]
 
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
@@ -110,6 +111,11 @@ def packed_attention(model: Any) -> str | None:
     AttentionMaskInterface.register(SEGMENT_ATTENTION, _no_mask)
     base.set_attn_implementation(SEGMENT_ATTENTION)
     return current
+
+
+def restore_attention(model: Any, implementation: str) -> None:
+    """Undo :func:`packed_attention`: the saved model, and the caller's, use the attention they came with."""
+    _base(model).set_attn_implementation(implementation)
 
 
 def _one_row(model: Any) -> bool:

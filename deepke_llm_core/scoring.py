@@ -333,7 +333,7 @@ class _Pass:
                 key = run_key  # the text of the line before (the usual case)
             else:
                 last_id, last_source = rid, source
-                key = (source if type(source) is str else str(source)) + (rid if type(rid) is str else str(rid))
+                key = _run_key(source, rid)
             if key != run_key:
                 self._end_run()
                 self.run_key = run_key = key
@@ -402,8 +402,7 @@ class _Pass:
                 raise DataError(self.o.path, number, None, "expected a JSON object")
             if "id" not in record:
                 self._missing(number, record)
-            source, rid = record.get("source", "None"), record["id"]
-            key = (source if type(source) is str else str(source)) + (rid if type(rid) is str else str(rid))
+            key = _run_key(record.get("source", "None"), record["id"])
             if key != run_key:
                 run_key = key
                 h = hash(key)
@@ -465,6 +464,11 @@ def numbered(records: Iterable) -> Iterator[tuple[int | None, Any]]:
             yield item
         else:
             yield n, item
+
+
+def _run_key(source: Any, rid: Any) -> str:
+    """The key of a text's run of records: its source and id (upstream's ``source + id``)."""
+    return (source if type(source) is str else str(source)) + (rid if type(rid) is str else str(rid))
 
 
 def _repeated(buckets: list[array]) -> set[int]:

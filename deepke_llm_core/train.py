@@ -352,7 +352,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     eval_strategy = train_args.evaluation_strategy or train_args.eval_strategy
     hf_args = hf_training_arguments(train_args, eval_strategy="no" if eval_set is None else eval_strategy,
                                     disable_tqdm=not sys.stderr.isatty() if train_args.disable_tqdm is None else train_args.disable_tqdm)
-    from .packing import packed_attention, training_collator, use_packing
+    from .packing import packed_attention, restore_attention, training_collator, use_packing
 
     packed = use_packing(data_args.packing, model, method.finetuning_type)
     attention_before = packed_attention(model) if packed else None  # sdpa/eager: example-by-example attention
@@ -384,8 +384,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     metrics = {**before, **result.metrics}
     if eval_set is not None:
         metrics.update(trainer.evaluate())
-    if attention_before is not None:  # the saved model, and the caller's, use the attention they came with
-        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation(attention_before)
+    if attention_before is not None:
+        restore_attention(model, attention_before)
     trainer.save_model(train_args.output_dir)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(train_args.output_dir)

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from deepke_llm_core.packing import SEGMENT_ATTENTION, packed_attention, training_collator, use_packing
+from deepke_llm_core.packing import (SEGMENT_ATTENTION, packed_attention, restore_attention, training_collator,
+                                     use_packing)
 from deepke_llm_core.train import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments, finetune
 
 
@@ -76,7 +77,8 @@ def segments(lora_model):
     before = packed_attention(model)
     assert before == "sdpa" and model.get_base_model().config._attn_implementation == SEGMENT_ATTENTION
     yield
-    model.get_base_model().set_attn_implementation(before)
+    restore_attention(model, before)
+    assert model.get_base_model().config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize("layout", ["padded", "packed rows", "packed in one row", "packed, example by example"])

@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 from .base import Completion, EndpointError, Engine, EngineOptions, Messages, Sampling, user_messages
 from .local import ChatModelEngine, TransformersEngine
-from .openai import DeepSeekEngine, OpenAICompatibleEngine, resolve_api_key
+from .openai import SPANS_NEED_LOCAL, DeepSeekEngine, OpenAICompatibleEngine, resolve_api_key
 
 __all__ = ["Completion", "EndpointError", "Engine", "EngineOptions", "Messages", "Sampling", "user_messages",
            "TransformersEngine", "OpenAICompatibleEngine", "DeepSeekEngine", "ENGINES", "ALIASES", "engine_names",
-           "create_engine", "resolve_api_key"]
+           "create_engine", "is_endpoint", "check_local_for_spans", "resolve_api_key"]
 
 
 class LLaMAChatEngine(ChatModelEngine):
@@ -67,8 +67,25 @@ def create_engine(name: str, options: EngineOptions | None = None, **fields: Any
     ``fields`` are :class:`EngineOptions` fields, for calls from Python: ``create_engine("hf", model_id=path)``.
     """
     options = options or EngineOptions(**fields)
-    wanted = ALIASES.get((name or "").lower(), name or "")
-    match = {key.lower(): make for key, make in ENGINES.items()}.get(wanted.lower())
+    match = _factory(name)
     if match is None:
         raise ValueError(f"unknown engine {name!r}; valid engines: {', '.join([*ENGINES, *ALIASES])}")
     return match(options)
+
+
+def _factory(name: str) -> Any:
+    """The registered factory of an engine name or alias (case-insensitive), or None."""
+    wanted = ALIASES.get((name or "").lower(), name or "")
+    return {key.lower(): make for key, make in ENGINES.items()}.get(wanted.lower())
+
+
+def is_endpoint(name: str) -> bool:
+    """Whether an engine name (or alias) is an OpenAI-compatible endpoint rather than a local model."""
+    make = _factory(name)
+    return isinstance(make, type) and issubclass(make, OpenAICompatibleEngine)
+
+
+def check_local_for_spans(name: str, guided: str | None) -> None:
+    """``--guided spans`` needs a local engine: refuse it with an endpoint before anything is read or loaded."""
+    if guided == "spans" and is_endpoint(name):
+        raise ValueError(SPANS_NEED_LOCAL)

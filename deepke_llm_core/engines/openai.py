@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 from .base import Completion, EndpointError, Engine, EngineOptions, Messages, Sampling
 
+SPANS_NEED_LOCAL = "--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema"
+
 __all__ = ["OpenAICompatibleEngine", "DeepSeekEngine", "resolve_api_key"]
 
 
@@ -100,7 +102,7 @@ class OpenAICompatibleEngine(Engine):
             params["seed"] = sampling.seed
         if schema is not None:  # structured outputs (OpenAI, vLLM's server): the answer must match the schema
             if "x-input" in schema:  # predict.spans: a grammar over the input's substrings, not a JSON Schema
-                raise ValueError("--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema")
+                raise ValueError(SPANS_NEED_LOCAL)
             params["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "extraction", "schema": schema, "strict": True}}
         try:

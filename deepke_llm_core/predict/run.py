@@ -76,15 +76,16 @@ def _check(args: InferArguments) -> None:
         raise ValueError(f"--shard_index must be in 0..{args.num_shards - 1}, got {args.shard_index}")
     if args.bf16 and args.fp16:
         raise ValueError("choose one of --bf16 and --fp16")
-    if args.guided == "spans" and args.engine.lower() in ("openai", "chatgpt", "deepseek"):
-        raise ValueError("--guided spans needs a local engine (hf or vllm); an endpoint takes --guided schema")
+    from ..engines import check_local_for_spans
+
+    check_local_for_spans(args.engine, args.guided)
 
 
 def build_engine(args: InferArguments):
     """The engine ``args`` describe (the model is loaded here)."""
-    from ..engines import EngineOptions, create_engine
+    from ..engines import EngineOptions, create_engine, is_endpoint
 
-    endpoint = args.engine.lower() in ("openai", "chatgpt", "deepseek")
+    endpoint = is_endpoint(args.engine)
     if endpoint and args.checkpoint_dir:
         raise ValueError("--checkpoint_dir needs a local engine (hf or vllm); an endpoint serves its own model")
     dtype = "bf16" if args.bf16 else "fp16" if args.fp16 else "auto"

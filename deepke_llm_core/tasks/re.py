@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..records import Mention, Relation
 from .base import STRING, LabelListTask, object_schema
 
-__all__ = ["TASK", "RETask", "pair_from"]
+__all__ = ["TASK", "RETask", "RelationScoreItems", "pair_from"]
 
 
 def pair_from(element: dict, rel_keys: str) -> tuple[object, object]:
@@ -48,18 +48,23 @@ def relation_tuples(obj: dict, rel_keys: str) -> list[Relation]:
     return [Relation(Mention(head), relation, Mention(tail)) for relation, (head, tail) in _relation_pairs(obj, rel_keys)]
 
 
-def relation_score_items(obj: dict, rel_keys: str) -> dict[str, list[tuple[str, tuple[str, str]]]]:
-    """``Task.score_answer`` for relations: ``(relation, (head, tail))``, equal exactly when the Relations are
-    (head and tail types are not compared)."""
-    return {"": _relation_pairs(obj, rel_keys)}
+def _gold_relation_pairs(label: list) -> list[tuple[str, tuple[str, str]]]:
+    """``(relation, (head, tail))`` of every annotation of a label list (RE and SPO labels alike)."""
+    return [(e.get("relation", ""), (e.get("head", ""), e.get("tail", ""))) for e in label if isinstance(e, dict)]
 
 
-def gold_relation_score_items(label: list) -> dict[str, list[tuple[str, tuple[str, str]]]]:
-    """``Task.score_gold`` for relations (RE and SPO labels alike)."""
-    return {"": [(e.get("relation", ""), (e.get("head", ""), e.get("tail", ""))) for e in label if isinstance(e, dict)]}
+class RelationScoreItems:
+    """``Task.score_answer``/``score_gold`` for relation tasks (RE, SPO): ``(relation, (head, tail))``, equal
+    exactly when the Relations are (head and tail types are not compared). Mixed in before ``LabelListTask``."""
+
+    def score_answer(self, obj: dict, rel_keys: str = "any") -> dict[str, list[tuple[str, tuple[str, str]]]]:
+        return {"": _relation_pairs(obj, rel_keys)}
+
+    def score_gold(self, label: list) -> dict[str, list[tuple[str, tuple[str, str]]]]:
+        return {"": _gold_relation_pairs(label)}
 
 
-class RETask(LabelListTask):
+class RETask(RelationScoreItems, LabelListTask):
     name = "RE"
     annotation_field = "relation"
     fields = ("head", "relation", "tail")
@@ -96,14 +101,7 @@ class RETask(LabelListTask):
         return relation_tuples(obj, rel_keys)
 
     def gold_tuples(self, label):
-        return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")))
-                for e in label if isinstance(e, dict)]
-
-    def score_answer(self, obj, rel_keys="any"):
-        return relation_score_items(obj, rel_keys)
-
-    def score_gold(self, label):
-        return gold_relation_score_items(label)
+        return [Relation(Mention(head), relation, Mention(tail)) for relation, (head, tail) in _gold_relation_pairs(label)]
 
 
 TASK = RETask()

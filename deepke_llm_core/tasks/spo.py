@@ -12,7 +12,7 @@ from functools import lru_cache
 from ..records import Mention, Relation
 from ..schema import Schema
 from .base import STRING, LabelListTask, object_schema
-from .re import gold_relation_score_items, relation_score_items, relation_tuples
+from .re import RelationScoreItems, relation_tuples
 
 __all__ = ["TASK", "SPOTask", "split_spo"]
 
@@ -28,7 +28,7 @@ def split_spo(item: str) -> tuple[str, str, str]:
     return pieces[0], "_".join(pieces[1:-1]), pieces[-1]
 
 
-class SPOTask(LabelListTask):
+class SPOTask(RelationScoreItems, LabelListTask):
     name = "SPO"
     annotation_field = "relation"
     fields = ("head", "head_type", "relation", "tail", "tail_type")
@@ -81,12 +81,6 @@ class SPOTask(LabelListTask):
     def gold_tuples(self, label):
         return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")),
                          e.get("head_type", ""), e.get("tail_type", "")) for e in label if isinstance(e, dict)]
-
-    def score_answer(self, obj, rel_keys="any"):
-        return relation_score_items(obj, rel_keys)
-
-    def score_gold(self, label):
-        return gold_relation_score_items(label)
 
 
 TASK = SPOTask()
