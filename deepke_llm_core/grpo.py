@@ -172,6 +172,10 @@ def finetune_grpo(model_args: Any, data_args: Any, method: Any, train_args: Any,
         train_args, grpo_args, data_args.max_target_length), train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer, peft_config=config)
     trainer.prompt_ids = ids_by_text
+    if hasattr(trainer.model, "peft_config"):  # the LoRA layers exist once TRL has wrapped the model
+        from .cpu_lora import use_cpu_lora
+
+        use_cpu_lora(trainer.model)
     if trainer.is_world_process_zero():  # written first, so checkpoints of an interrupted run carry it too
         write_run_info(train_args.output_dir, {
             "template": template, "system_prompt": model_args.system_prompt, "base_model": model_args.model_name_or_path,

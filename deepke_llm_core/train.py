@@ -345,9 +345,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
 
             model = get_peft_model(model, config)
     if hasattr(model, "peft_config"):
-        from .lora_dropout import use_uniform_mask_dropout
+        from .cpu_lora import use_cpu_lora
 
-        use_uniform_mask_dropout(model)
+        use_cpu_lora(model)
 
     eval_strategy = train_args.evaluation_strategy or train_args.eval_strategy
     hf_args = hf_training_arguments(train_args, eval_strategy="no" if eval_set is None else eval_strategy,

@@ -50,9 +50,13 @@ def history(out) -> list[dict]:
     return [row for row in json.loads((out / "training_history.json").read_text()) if "reward" in row]
 
 
-def test_grpo_trains_a_lora_adapter_and_logs_every_reward_term(tiny_qwen, ner_files, tmp_path):
+def test_grpo_trains_a_lora_adapter_and_logs_every_reward_term(tiny_qwen, ner_files, tmp_path, monkeypatch):
+    from deepke_llm_core import cpu_lora
     from deepke_llm_core.viz import plot_rewards
 
+    installed = []  # LoRA on CPU: TRL's LoRA layers get cpu_lora's dropout and fused update, as SFT's do
+    install = cpu_lora.use_cpu_lora
+    monkeypatch.setattr(cpu_lora, "use_cpu_lora", lambda model: installed.append(install(model)) or installed[-1])
     out = tmp_path / "grpo"
     assert grpo(tiny_qwen, ner_files["train"], out, "--max_steps", "3", "--save_strategy", "no") == 0
     saved = {p.name for p in out.iterdir()}
@@ -60,6 +64,7 @@ def test_grpo_trains_a_lora_adapter_and_logs_every_reward_term(tiny_qwen, ner_fi
             "tokenizer.json"} <= saved and "ref" not in saved
     info = json.loads((out / "deepke_llm.json").read_text())
     assert info["stage"] == "grpo" and info["template"] == "auto" and info["finetuning_type"] == "lora"
+    assert len(installed) == 1 and installed[0]["fused"] == installed[0]["dropout"] > 0
     rows = history(out)
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
