@@ -18,7 +18,7 @@ makes several that the maths does not need. Two replacements, both installed by 
   same order: where ``scaling`` and ``1 / (1 - p)`` are powers of two (alpha = 2 r, the default, and no dropout)
   loss and gradients are bit-identical to PEFT's (``tests/test_cpu_lora.py``), otherwise equal within float
   rounding. Only the plain case is fused (one active adapter, no DoRA or other variant, no LoRA bias, no extra
-  arguments, input, weights and output of one dtype); anything else, merging and saving included, is PEFT's own
+  arguments, input and weights of one dtype, no autocast); anything else, merging and saving included, is PEFT's own
   code, because the class is a subclass that overrides only ``forward``.
 
 PEFT has no CPU-specific path for either, and torch.compile would fuse more but recompiles for every batch
@@ -27,6 +27,7 @@ shape and costs more to compile than a short run trains; so these two are writte
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy
@@ -57,41 +58,47 @@ class UniformMaskDropout(torch.nn.Dropout):
         return x * self.keep_mask(x).mul_(1.0 / (1.0 - self.p))
 
 
-_FUSED: dict[type, type] = {}
+def _plain_adapter(layer: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> str | None:
+    """The one active adapter when the fused forward computes exactly PEFT's update; ``None`` sends PEFT's own.
+
+    Decided before anything is computed, so a layer that falls back does its work once.
+    """
+    names = layer.active_adapters
+    if args or kwargs or layer.disable_adapters or layer.merged or len(names) != 1:
+        return None
+    name = names[0]
+    if name not in layer.lora_A or name in layer.lora_variant or layer.lora_B[name].bias is not None:
+        return None
+    weights = (getattr(layer.base_layer, "weight", None), layer.lora_A[name].weight, layer.lora_B[name].weight)
+    if any(w is None or w.dtype != x.dtype for w in weights) or torch.is_autocast_enabled(x.device.type):
+        return None  # mixed dtypes or autocast: PEFT's forward casts back and forth
+    return name
 
 
+@functools.cache
 def fused_lora_class(lora_linear: type) -> type:
     """The subclass of PEFT's LoRA ``Linear`` class whose plain-case forward is one ``addmm`` (module docstring)."""
-    if lora_linear not in _FUSED:
 
-        def forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            names = self.active_adapters
-            if args or kwargs or self.disable_adapters or self.merged or len(names) != 1:
-                return super(fused, self).forward(x, *args, **kwargs)
-            name = names[0]
-            if name not in self.lora_A or name in self.lora_variant or self.lora_B[name].bias is not None:
-                return super(fused, self).forward(x, *args, **kwargs)
-            lora_a, lora_b = self.lora_A[name].weight, self.lora_B[name].weight
-            if not x.dtype == lora_a.dtype == lora_b.dtype:
-                return super(fused, self).forward(x, *args, **kwargs)
-            result = self.base_layer(x)
-            if result.dtype != x.dtype:  # autocast: PEFT's forward casts back and forth
-                return super(fused, self).forward(x, *args, **kwargs)
-            dropout, alpha = self.lora_dropout[name], self.scaling[name]
-            if isinstance(dropout, UniformMaskDropout) and dropout.training and 0.0 < dropout.p < 1.0:
-                dropped = x * dropout.keep_mask(x)  # the 1 / (1 - p) of dropout goes into addmm's alpha
-                alpha = alpha / (1.0 - dropout.p)
-            else:
-                dropped = dropout(x)
-            h = torch.nn.functional.linear(dropped, lora_a)
-            out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), lora_b.t(), alpha=alpha)
-            return out.view(result.shape)
+    def forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        name = _plain_adapter(self, x, args, kwargs)
+        if name is None:
+            return super(fused, self).forward(x, *args, **kwargs)
+        result = self.base_layer(x)
+        dropout, alpha = self.lora_dropout[name], self.scaling[name]
+        if isinstance(dropout, UniformMaskDropout) and dropout.training and 0.0 < dropout.p < 1.0:
+            dropped = x * dropout.keep_mask(x)  # the 1 / (1 - p) of dropout goes into addmm's alpha
+            alpha = alpha / (1.0 - dropout.p)
+        else:
+            dropped = dropout(x)
+        h = torch.nn.functional.linear(dropped, self.lora_A[name].weight)
+        out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]),
+                          self.lora_B[name].weight.t(), alpha=alpha)
+        return out.view(result.shape)
 
-        fused = type(f"Fused{lora_linear.__name__}", (lora_linear,), {
-            "forward": forward, "__module__": __name__,
-            "__doc__": f"PEFT's ``{lora_linear.__name__}`` with the LoRA update fused into one ``addmm`` (CPU)."})
-        _FUSED[lora_linear] = fused
-    return _FUSED[lora_linear]
+    fused = type(f"Fused{lora_linear.__name__}", (lora_linear,), {
+        "forward": forward, "__module__": __name__,
+        "__doc__": f"PEFT's ``{lora_linear.__name__}`` with the LoRA update fused into one ``addmm`` (CPU)."})
+    return fused
 
 
 def use_cpu_lora(model: Any) -> dict[str, int]:

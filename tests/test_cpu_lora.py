@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepke_llm_core.cpu_lora import UniformMaskDropout, fused_lora_class, use_cpu_lora
+from deepke_llm_core.cpu_lora import UniformMaskDropout, use_cpu_lora
 
 
 @pytest.mark.parametrize("p", [0.05, 0.3])
@@ -47,9 +47,14 @@ def test_every_lora_layer_gets_both(tiny_qwen):
 
 
 def test_finetune_trains_lora_through_it(tiny_qwen, ner_files, tmp_path, monkeypatch):
-    from deepke_llm_core.train import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments, finetune
-
     from deepke_llm_core import cpu_lora
+    from deepke_llm_core.train import (
+        DataArguments,
+        FinetuningArguments,
+        ModelArguments,
+        TrainingArguments,
+        finetune,
+    )
 
     calls, installed = [], []
     original = UniformMaskDropout.keep_mask
