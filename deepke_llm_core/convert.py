@@ -24,36 +24,46 @@ from pathlib import Path
 
 from .io import DataError, iter_jsonl, read_json
 from .schema import Schema, load_schema, write_schema
-from .tasks import ConvertOptions, Task, get_task
+from .tasks import TASKS, ConvertOptions, Task, get_task
 from .tasks.base import LabelListTask, binomial, order_items, sample_subset
 
 __all__ = ["ConvertConfig", "ConvertReport", "convert_file", "chunk_items", "RecordConverter", "schema_path_for"]
 
+TASK_NAMES = tuple(TASKS)
 RELATION_KEYS = {"subject_object": ("subject", "object"), "head_tail": ("head", "tail")}
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
 
 
 @dataclass
 class ConvertConfig:
     """Every ``deepke-llm convert`` flag. Paths are explicit; nothing is resolved against the cwd implicitly."""
 
-    src_path: str
-    tgt_path: str
-    schema_path: str | None = None
-    task: str = "NER"
-    language: str = "zh"
-    split: str = "train"
-    split_num: int = 4
-    neg_schema: float = 1.0
-    random_sort: bool = False
-    cluster_mode: bool = False
-    hard_negative_path: str | None = None
-    source: str | None = None
+    src_path: str = field(metadata=_help("raw IE records, JSON Lines"))
+    tgt_path: str = field(metadata=_help("instruction records to write, JSON Lines"))
+    schema_path: str | None = field(default=None, metadata=_help("three-line schema file; omitted: collected from the data"))
+    task: str = field(default="NER", metadata=_help("the IE task", choices=list(TASK_NAMES)))
+    language: str = field(default="zh", metadata=_help("instruction language", choices=["zh", "en"]))
+    split: str = field(default="train", metadata=_help("train: with answers; test: with gold labels", choices=["train", "test"]))
+    split_num: int = field(default=4, metadata=_help("max schema items per instruction; -1: no split (recommended: "
+                                                     + ", ".join(f"{n} {t.recommended_split_num}" for n, t in TASKS.items()) + ")"))
+    neg_schema: float = field(default=1.0, metadata=_help("negative schema sampling rate (1: keep all)"))
+    random_sort: bool = field(default=False, metadata=_help("shuffle the schema order (seeded)"))
+    cluster_mode: bool = field(default=False, metadata=_help("hard-negative sampling (train; NER/RE/SPO/EET)"))
+    hard_negative_path: str | None = field(default=None, metadata=_help("JSON object: label -> confusable labels"))
+    source: str | None = field(default=None, metadata=_help("the records' source; default: the input's parent folder name"))
     seed: int = 42
-    relation_keys: str = "subject_object"
-    legacy_spo_instruction: bool = False
-    skip_invalid: bool = False
-    workers: int = 1
-    progress: bool | None = None  # None: a bar only when stderr is a terminal
+    relation_keys: str = field(default="subject_object", metadata=_help(
+        "RE output keys: IEPile/OneKE subject/object (default) or DeepKE's head/tail", choices=["subject_object", "head_tail"]))
+    legacy_spo_instruction: bool = field(default=False, metadata=_help("the older zh SPO sentence of IEPile's data"))
+    skip_invalid: bool = field(default=False, metadata=_help("skip bad records and report them instead of stopping"))
+    workers: int = field(default=1, metadata=_help("worker processes; output order is kept"))
+    progress: bool | None = field(default=None, metadata=_help("progress bar on stderr (default: on a terminal)"))
+
+    def __post_init__(self) -> None:
+        self.task = self.task.upper()
 
 
 @dataclass
@@ -291,6 +301,34 @@ def _worker_job(args) -> tuple[ConvertReport, DataError | None]:
     return report, error
 
 
+def _check_paths(config: ConvertConfig) -> None:
+    """Inputs exist and are files; the target is none of them (``./x`` and ``x`` are the same file)."""
+    from .io import check_input_file, check_output_path
+
+    check_input_file(config.src_path, "--src_path")
+    inputs = [(config.src_path, "--src_path"), (config.schema_path, "--schema_path"),
+              (config.hard_negative_path, "--hard_negative_path")]
+    check_output_path(config.tgt_path, "--tgt_path", *inputs)
+    if config.neg_schema != config.neg_schema:  # NaN compares unequal to itself
+        raise ValueError(f"--neg_schema must be a number (a rate in [0, 1]; 1 keeps every negative), got {config.neg_schema}")
+    if config.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {config.workers}")
+
+
+def _check_collected_schema_path(config: ConvertConfig, path: str) -> None:
+    """The collected schema goes beside the target; it must not replace an input or a file that is not a schema."""
+    from .io import check_output_path
+
+    check_output_path(path, "the collected schema (<target>.schema.json)", (config.src_path, "--src_path"),
+                      (config.tgt_path, "--tgt_path"), (config.hard_negative_path, "--hard_negative_path"))
+    if os.path.exists(path):
+        try:
+            load_schema(path)
+        except DataError:
+            raise DataError(path, None, None, "exists and is not a schema file; the collected schema would replace it: "
+                            "pass --schema_path, or move that file") from None
+
+
 def schema_path_for(tgt_path: str) -> str:
     """Where a collected schema is written: beside the output, ``<name>.schema.json``."""
     target = Path(tgt_path)
@@ -325,6 +363,7 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
     from tqdm import tqdm
 
     task = get_task(config.task)
+    _check_paths(config)
     # The caller's config is not modified: the resolved values go into a copy.
     config = replace(config, task=task.name,
                      source=config.source if config.source is not None else Path(config.src_path).resolve().parent.name)
@@ -334,6 +373,7 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
     else:
         schema = _collect_schema(config, task)
         report.schema_written = schema_path_for(config.tgt_path)
+        _check_collected_schema_path(config, report.schema_written)
         write_schema(schema, report.schema_written)
     hard = None
     if config.cluster_mode:
@@ -357,6 +397,8 @@ def convert_file(config: ConvertConfig) -> ConvertReport:
                 error = _convert_range(converter, config.src_path, 0, -1, 1, out, report, bar)
             if error is not None:
                 raise error
+        if report.records_read == 0:  # keep whatever the target held: an empty input is a mistake, not a result
+            raise DataError(config.src_path, None, None, f"no records (the file is empty); {config.tgt_path} was not written")
         os.replace(temporary, config.tgt_path)
     finally:
         bar.close()

@@ -2,13 +2,20 @@
 
 Semantics (SPEC.md §2): the chunks of one text are grouped by ``source + id`` and their predictions
 concatenated; tuples are matched exactly and case-sensitively as multisets (``set`` mode de-duplicates each
-instance first); P, R and F1 are micro-averaged on a 0–100 scale and rounded to 2 decimals. A chunk whose
-output is not a JSON object counts one parse error (``错误数``) and contributes nothing; it never raises.
+scoring level of an instance first, as upstream does); P, R and F1 are micro-averaged on a 0–100 scale and
+rounded to 2 decimals. A chunk whose output is not a JSON object counts one parse error (``错误数``) and
+contributes nothing; it never raises (not for a 1,000-deep nest or a 5,000-digit number either).
+
+Streaming (``scoring.py``): each text is scored when the next begins, so memory stays flat in the file size;
+records of one text that are not adjacent are still scored together, in a second pass.
 
 Differences from upstream, all deliberate: F1 is computed from the unrounded P and R; relation objects are
 read with ``subject``/``object`` as well as ``head``/``tail`` (``rel_keys="head_tail"`` reproduces upstream);
 SPO, EET and KG are scored (upstream crashed or always gave 0); EEA's event level compares real triggers;
-each result carries a per-type breakdown; ``lenient`` optionally recovers JSON wrapped in fences or prose.
+each result carries a per-type breakdown; ``lenient`` optionally recovers JSON wrapped in fences or prose;
+identical texts (same ``id``) are separate instances: a chunk whose instruction repeats one already seen for
+that text starts a new one (upstream merged them, so three perfect duplicates scored F1 50); a file that mixes
+tasks is refused (one run reports one task's metrics, whose keys differ by task).
 
 >>> from deepke_llm_core.evaluate import prf
 >>> prf(tp=2, pred=3, gold=4)
@@ -19,14 +26,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 from .io import DataError, iter_jsonl
-from .tasks import Task, get_task
+from .records import instruction_record
+from .scoring import instruction_input, make_options, numbered, parse_json_output, prf, score
+from .tasks import Task
 
 __all__ = ["EvalConfig", "evaluate_file", "evaluate_records", "reference_predictions", "parse_json_output", "prf",
            "instruction_input",
@@ -37,201 +46,37 @@ __all__ = ["EvalConfig", "evaluate_file", "evaluate_records", "reference_predict
 class EvalConfig:
     """The ``deepke-llm evaluate`` flags."""
 
-    path1: str
-    task: str | None = None
-    sort_by: str = ""
-    match_mode: str = "normal"
-    out_path: str | None = None
-    lenient: bool = False
-    rel_keys: str = "any"
-    grounded_only: bool = False
+    path1: str = field(metadata={"help": "prediction records: converted test records plus `output`"})
+    task: str | None = field(default=None, metadata={"help": "NER, RE, SPO, EE, EET, EEA or KG; default: the records' task field"})
+    sort_by: str = field(default="", metadata={"help": "also score per value of this field, e.g. source"})
+    match_mode: str = field(default="normal", metadata={"help": "set: de-duplicate each scoring level of an instance first",
+                                                        "choices": ["normal", "set"]})
+    out_path: str | None = field(default=None, metadata={"help": "metrics JSON; default: <dir of path1>/output_msg/<name of path1>"})
+    lenient: bool = field(default=False, metadata={"help": "recover JSON wrapped in code fences or prose (off: comparable numbers)"})
+    rel_keys: str = field(default="any", metadata={"help": "relation object keys to read; head_tail reproduces upstream DeepKE's scorer",
+                                                   "choices": ["any", "subject_object", "head_tail"]})
+    grounded_only: bool = field(default=False, metadata={"help": "drop predicted tuples whose strings are not in the input text"})
+    errors: bool = field(default=False, metadata={"help": "classify every false positive and negative (errors.py): "
+                                                           "hallucinated, boundary, type confusion, spurious, missed, ..."})
+    language: str | None = field(default=None, metadata={"help": "accepted for upstream's scripts; unused there too"})
+
+    def __post_init__(self) -> None:
+        self.task = self.task.upper() if isinstance(self.task, str) else self.task
 
 
-def prf(tp: int, pred: int, gold: int) -> dict[str, float]:
-    """Precision, recall and F1 in percent; F1 from the unrounded P and R, then everything rounded."""
-    p = tp / pred if pred else 0.0
-    r = tp / gold if gold else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return {"P": round(p * 100, 2), "R": round(r * 100, 2), "F1": round(f1 * 100, 2)}
-
-
-def _strip_fences(text: str) -> str:
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
-        stripped = stripped.rsplit("```", 1)[0]
-    return stripped
-
-
-def parse_json_output(text: Any, lenient: bool = False) -> dict | None:
-    """The model output as a JSON object, or ``None`` when it is not one (a parse error).
-
-    Strict mode is upstream's ``json.loads``. Lenient mode also accepts code fences, prose around the
-    object, and near-JSON that json-repair can mend (trailing commas, single quotes, a missing bracket).
-    """
-    if isinstance(text, dict):
-        return text
-    if not isinstance(text, str):
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = None
-        if lenient:
-            body = _strip_fences(text)
-            start, end = body.find("{"), body.rfind("}")
-            candidate = body[start:end + 1] if start != -1 and end > start else body[start:] if start != -1 else ""
-            try:
-                value = json.loads(candidate)
-            except json.JSONDecodeError:
-                import json_repair  # maintained lenient parser; hand-rolled repair would miss cases
-
-                value = json_repair.loads(candidate) if candidate else None
-    return value if isinstance(value, dict) else None
-
-
-def instruction_input(record: dict, fallback: str = "") -> str:
-    """The text an IEPile instruction record asks about (its ``input``); ``fallback`` when it is not IEPile JSON."""
-    try:
-        inner = json.loads(record.get("instruction", ""))
-    except json.JSONDecodeError:
-        return fallback
-    return inner.get("input", "") if isinstance(inner, dict) else ""
-
-
-def _strings(t: Any) -> list[str]:
-    """The extracted strings inside a predicted tuple (types and relation names are schema items, not spans)."""
-    if len(t) == 3 and isinstance(t[2], tuple):  # event: (type, trigger, ((argument, role), ...))
-        return [s for s in [t[1], *(a for a, _ in t[2])] if s]
-    if len(t) == 2:  # (span, type)
-        return [t[0]]
-    return [t[0], t[2]]  # (head, relation, tail) or (entity, attribute, value)
-
-
-class _Instance:
-    """The chunks of one text: gold tuples once, predictions concatenated, parse errors counted."""
-
-    __slots__ = ("group", "gold", "pred", "errors")
-
-    def __init__(self, group: str, gold: list):
-        self.group = group
-        self.gold = gold
-        self.pred: list = []
-        self.errors = 0
-
-
-def _levels(task: Task, tuples: list, dedupe: bool) -> dict[str, list[tuple[str, Any]]]:
-    if dedupe:
-        tuples = list(dict.fromkeys(tuples))
-    return task.score_levels(tuples)
-
-
-def _score(task: Task, instances: list[_Instance], match_mode: str) -> dict[str, Any]:
-    """Upstream's result keys (总样本数, 错误数, P/R/F1 or event_/argument_ prefixed) plus ``per_type``."""
-    dedupe = match_mode == "set"
-    totals: dict[str, Counter] = {}
-    per_type: dict[str, dict[str, Counter]] = {}
-    for instance in instances:
-        preds = _levels(task, instance.pred, dedupe)
-        golds = _levels(task, instance.gold, dedupe)
-        for prefix in preds.keys() | golds.keys():
-            pred_items = Counter(preds.get(prefix, []))
-            gold_items = Counter(golds.get(prefix, []))
-            total = totals.setdefault(prefix, Counter())
-            types = per_type.setdefault(prefix, {})
-            for (kind, item), n in pred_items.items():
-                hit = min(n, gold_items.get((kind, item), 0))
-                total["pred"] += n
-                total["tp"] += hit
-                bucket = types.setdefault(kind, Counter())
-                bucket["pred"] += n
-                bucket["tp"] += hit
-            for (kind, _), n in gold_items.items():
-                total["gold"] += n
-                types.setdefault(kind, Counter())["gold"] += n
-    result: dict[str, Any] = {"总样本数": len(instances), "错误数": sum(i.errors for i in instances)}
-    prefixes = [p for p in task.score_levels([]).keys()]
-    breakdown: dict[str, Any] = {}
-    for prefix in prefixes:
-        counts = totals.get(prefix, Counter())
-        for key, value in prf(counts["tp"], counts["pred"], counts["gold"]).items():
-            result[prefix + key] = value
-        for kind in sorted(per_type.get(prefix, {})):
-            c = per_type[prefix][kind]
-            entry = breakdown.setdefault(kind, {})
-            for key, value in prf(c["tp"], c["pred"], c["gold"]).items():
-                entry[prefix + key] = value
-            entry.update({prefix + "tp": c["tp"], prefix + "pred": c["pred"], prefix + "gold": c["gold"]})
-    result["per_type"] = breakdown
-    return result
-
-
-def _numbered(records) -> Iterator[tuple[int | None, Any]]:
-    for n, item in enumerate(records, start=1):
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
-            yield item
-        else:
-            yield n, item
-
-
-def evaluate_records(records, task: str | Task | None = None, *, sort_by: str = "", match_mode: str = "normal",
+def evaluate_records(records: Iterable, task: str | Task | None = None, *, sort_by: str = "", match_mode: str = "normal",
                      lenient: bool = False, rel_keys: str = "any", grounded_only: bool = False,
-                     path: str | None = None) -> dict[str, Any]:
+                     errors: bool = False, path: str | None = None) -> dict[str, Any]:
     """Score prediction records (dicts, or ``(line_number, dict)`` pairs as ``iter_jsonl`` yields them).
 
-    See the module docstring for the rules. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
-    when ``sort_by`` is given.
+    See the module docstring for the rules; ``errors`` adds the error categories of ``errors.py``. Returns ``{"total": {...}, <group>: {...}, ...}``, groups sorted,
+    when ``sort_by`` is given. A one-shot iterator is read into a list (a second pass may need it again);
+    ``evaluate_file`` streams instead.
     """
-    if match_mode not in ("normal", "set"):
-        raise ValueError(f"match_mode must be 'normal' or 'set', got {match_mode!r}")
-    if rel_keys not in ("any", "subject_object", "head_tail"):
-        raise ValueError(f"rel_keys must be any, subject_object or head_tail, got {rel_keys!r}")
-    task_obj = get_task(task) if isinstance(task, str) else task
-    instances: dict[str, _Instance] = {}
-    for number, record in _numbered(records):
-        if not isinstance(record, dict):
-            raise DataError(path, number, None, "expected a JSON object")
-        if task_obj is None:
-            if not isinstance(record.get("task"), str):
-                raise DataError(path, number, "task", "no task field; pass --task")
-            task_obj = get_task(record["task"])
-        for key in ("id", "label", "output"):
-            if key not in record:
-                hint = " (run deepke-llm infer on the converted test file first)" if key == "output" else ""
-                raise DataError(path, number, key, f"missing{hint}")
-        key = str(record.get("source", "None")) + str(record["id"])
-        instance = instances.get(key)
-        if instance is None:
-            try:
-                label = json.loads(record["label"]) if isinstance(record["label"], str) else record["label"]
-            except json.JSONDecodeError as exc:
-                raise DataError(path, number, "label", f"not valid JSON: {exc.msg}") from None
-            if not isinstance(label, list):
-                raise DataError(path, number, "label", "expected a JSON list of annotations")
-            group = ""
-            if sort_by:
-                value = record.get(sort_by)
-                if value is None and sort_by == "input":
-                    value = json.loads(record["instruction"]).get("input")
-                group = str(value)
-            instance = instances[key] = _Instance(group, task_obj.gold_tuples(label))
-        parsed = parse_json_output(record["output"], lenient)
-        if parsed is None:
-            instance.errors += 1
-            continue
-        predicted = task_obj.parse_output(parsed, rel_keys)
-        if grounded_only:  # drop tuples with a string that is not in the input text (hallucinated spans)
-            text = instruction_input(record)
-            predicted = [t for t in predicted if all(s in text for s in _strings(t))]
-        instance.pred.extend(predicted)
-    if task_obj is None:
-        raise DataError(path, None, None, "no prediction records to score")
-    ordered = list(instances.values())
-    result = {"total": _score(task_obj, ordered, match_mode)}
-    if sort_by:
-        for group in sorted({i.group for i in ordered}):
-            result[group] = _score(task_obj, [i for i in ordered if i.group == group], match_mode)
-    return result
+    options = make_options(task, sort_by, match_mode, lenient, rel_keys, grounded_only, path, errors)
+    if iter(records) is records:
+        records = list(records)
+    return score(lambda: numbered(records), options)
 
 
 def reference_predictions(train_path: str, test_path: str) -> list[dict]:
@@ -248,11 +93,13 @@ def reference_predictions(train_path: str, test_path: str) -> list[dict]:
         tests.setdefault(record["id"], record)
     predictions = []
     for number, record in iter_jsonl(train_path):
-        text = json.loads(record["instruction"])["input"]
+        text = instruction_record(record).input
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if key not in tests:
             raise DataError(train_path, number, "instruction", "its text is not in the test file")
-        predictions.append({**tests[key], "output": record["output"]})
+        # the chunk's own instruction: chunks of one text differ in it, which is how the evaluator tells the
+        # chunks of one text from a duplicate text
+        predictions.append({**tests[key], "instruction": record["instruction"], "output": record["output"]})
     return predictions
 
 
@@ -263,15 +110,23 @@ def default_out_path(path1: str) -> str:
 
 
 def evaluate_file(config: EvalConfig) -> tuple[dict[str, Any], str]:
-    """Score ``config.path1`` and write the metrics JSON; returns ``(result, out_path)``."""
-    if not os.path.exists(config.path1):
-        raise FileNotFoundError(f"{config.path1}: prediction file not found")
-    result = evaluate_records(
-        iter_jsonl(config.path1), config.task, sort_by=config.sort_by, match_mode=config.match_mode,
-        lenient=config.lenient, rel_keys=config.rel_keys, grounded_only=config.grounded_only, path=config.path1,
-    )
+    """Score ``config.path1``, streaming, and write the metrics JSON; returns ``(result, out_path)``.
+
+    The metrics are written to a temporary file beside ``out_path`` and renamed into place, so an interrupted
+    run never leaves half a file.
+    """
+    from .io import check_input_file, check_output_path
+
     out_path = config.out_path or default_out_path(config.path1)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as handle:
+    check_input_file(config.path1, "--path1")
+    check_output_path(out_path, "--out_path", (config.path1, "--path1"))
+    options = make_options(config.task, config.sort_by, config.match_mode, config.lenient, config.rel_keys,
+                       config.grounded_only, config.path1, config.errors)
+    result = score(lambda: iter_jsonl(config.path1), options)
+    target = Path(out_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with open(partial, "w", encoding="utf-8") as handle:
         json.dump(result, handle, ensure_ascii=False, indent=4)
+    os.replace(partial, target)
     return result, out_path

@@ -32,11 +32,33 @@ class ExportArguments:
     output_dir: str | None = field(default=None, metadata={"help": "ignored, as upstream"})
 
 
+def _check_export_dir(args: ExportArguments) -> None:
+    """Never write into the base model or an adapter, nor into a non-empty folder this command did not create."""
+    import os
+
+    from .io import same_file
+
+    target = args.export_dir
+    for source, flag in [(args.model_name_or_path, "--model_name_or_path"),
+                         *((a, "--checkpoint_dir") for a in args.checkpoint_dir.split(","))]:
+        if same_file(target, source):
+            raise ValueError(f"--export_dir {target} is {flag}: the merged weights would overwrite it; choose a new folder")
+    if os.path.isfile(target):
+        raise ValueError(f"--export_dir {target} is a file; choose a folder")
+    from .run_info import RUN_INFO_FILE
+
+    ours = os.path.isfile(os.path.join(target, RUN_INFO_FILE)) and "merged_from" in stored_run_info(target)
+    if os.path.isdir(target) and os.listdir(target) and not ours:
+        raise ValueError(f"--export_dir {target} is a non-empty folder that deepke-llm export did not create; "
+                         "choose a new or empty folder")
+
+
 def export_model(args: ExportArguments) -> str:
     """Merge and save; returns the export folder."""
     from .models import load_model_and_tokenizer
     from .run_info import resolve_template
 
+    _check_export_dir(args)
     info = stored_run_info(args.checkpoint_dir.split(",")[-1])
     template = resolve_template(args.template, info, args.checkpoint_dir)
     if info.get("finetuning_type") == "p_tuning":

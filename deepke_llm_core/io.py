@@ -23,6 +23,9 @@ from typing import Any
 
 __all__ = [
     "DataError",
+    "same_file",
+    "check_input_file",
+    "check_output_path",
     "dumps",
     "iter_jsonl",
     "read_json",
@@ -51,6 +54,38 @@ class DataError(ValueError):
             where += f":{line}"
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
 
+    def __reduce__(self):
+        # Rebuilt from its parts, so it crosses process boundaries (a worker's error reaches the parent instead of
+        # failing to unpickle there, which left a multiprocessing pool waiting forever).
+        return type(self), (self.path, self.line, self.field, self.reason)
+
+
+def same_file(a: PathLike | None, b: PathLike | None) -> bool:
+    """Whether two paths name the same file (``./x`` and ``x``, links, case on case-insensitive disks)."""
+    if not a or not b:
+        return False
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.abspath(os.path.realpath(a)) == os.path.abspath(os.path.realpath(b))
+
+
+def check_input_file(path: PathLike, flag: str) -> None:
+    """An input that must be an existing file; a located error otherwise (a folder is a common slip)."""
+    if os.path.isdir(path):
+        raise DataError(path, None, None, f"{flag} is a directory; expected a file")
+    if not os.path.exists(path):
+        raise DataError(path, None, None, f"{flag}: file not found")
+
+
+def check_output_path(path: PathLike, flag: str, *inputs: tuple[PathLike | None, str]) -> None:
+    """An output that is not a folder and not one of the command's own inputs (``(path, flag)`` pairs)."""
+    if os.path.isdir(path):
+        raise DataError(path, None, None, f"{flag} is a directory; expected a file path")
+    for other, other_flag in inputs:
+        if same_file(path, other):
+            raise DataError(path, None, None, f"{flag} is the same file as {other_flag}; writing it would destroy "
+                            "that input: choose another path")
+
 
 def dumps(obj: Any) -> str:
     """Serialize exactly as upstream does: raw non-ASCII, default separators, insertion order."""
@@ -64,10 +99,19 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
     pretty-printed JSON array (a common mix-up, USER_REPORTS.md) is reported as such instead of failing on
     its first line with a confusing message.
     """
+    import orjson  # 3-4x faster than json on these records; json reads what it refuses (NaN, a BOM) and words errors
+
+    fast_loads, fast_error = orjson.loads, orjson.JSONDecodeError
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if number < start_line or not raw.strip():
+            if number < start_line:
                 continue
+            try:
+                yield number, fast_loads(raw)
+                continue
+            except fast_error:
+                if not raw.strip():
+                    continue
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
@@ -75,11 +119,12 @@ def iter_jsonl(path: PathLike, *, start_line: int = 1) -> Iterator[tuple[int, An
                                 "e.g. open(path, 'w', encoding='utf-8') on Windows") from None
             try:
                 value = json.loads(line)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:
                 hint = ""
                 if number == 1 and line.strip() in ("[", "{"):
                     hint = " (this looks like a pretty-printed JSON document; JSON Lines wants one record per line)"
-                raise DataError(path, number, None, f"not valid JSON: {exc.msg} (column {exc.pos + 1}){hint}") from None
+                where = f"{exc.msg} (column {exc.pos + 1})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise DataError(path, number, None, f"not valid JSON: {where}{hint}") from None
             yield number, value
 
 

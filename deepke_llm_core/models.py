@@ -102,6 +102,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _check_base_dir(model_name_or_path: str) -> None:
     path = Path(model_name_or_path)
+    looks_local = model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1  # Hub: org/name
+    if looks_local and not path.exists():
+        raise FileNotFoundError(f"{model_name_or_path}: model folder not found")
+    if path.is_file():
+        raise ValueError(f"{model_name_or_path} is a file; a model is a folder (or a Hugging Face id such as Qwen/Qwen2.5-0.5B)")
     if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
         base = _read_json(path / "adapter_config.json").get("base_model_name_or_path")
         raise ValueError(
@@ -270,7 +275,17 @@ def load_model_and_tokenizer(
     auto_class = FAMILIES[resolve_family(model_name)].auto_class if model_name else "AutoModelForCausalLM"
 
     hub = {"cache_dir": cache_dir, "revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base, **hub)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(base, **hub)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            raise ValueError(f"{base} ships its own model code, which runs only if you trust it: pass "
+                             "--trust_remote_code (trust_remote_code=True) after reading that code") from None
+        raise
+    except OSError as exc:  # not a folder here, and the Hub is unreachable or has no such repository
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{base}: not a model folder on this machine, and it could not be loaded from the Hugging "
+                         f"Face Hub ({first[:200]}); give a local folder, or download the model first") from None
     added = _fix_tokenizer(tokenizer, padding_side)
     load_kwargs: dict[str, Any] = {"dtype": torch_dtype, **hub}
     if quant is not None:

@@ -95,8 +95,11 @@ def _verdict(before: float, after: float, n: int) -> str:
 
 def run_quickstart(workdir: str | None = None, model: str | None = None, data_dir: str | None = None,
                    steps: int = QUICKSTART_STEPS, seed: int = 0) -> int:
-    """Run the walk-through; returns a process exit status."""
+    """Run the walk-through; returns a process exit status. Quiet unless ``DEEPKE_LLM_VERBOSE=1`` (``quiet.py``)."""
+    from .quiet import quiet
     from .resources import data_dir as bundled_data
+
+    quiet()
     from .train import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments, finetune
 
     started = time.perf_counter()

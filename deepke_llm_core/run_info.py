@@ -35,8 +35,14 @@ def stored_run_info(*folders: str | os.PathLike | None) -> dict[str, Any]:
             continue
         for candidate in (Path(folder), Path(folder).parent):
             if (candidate / RUN_INFO_FILE).is_file():
-                with open(candidate / RUN_INFO_FILE, encoding="utf-8") as handle:
-                    return json.load(handle)
+                from .io import read_json
+
+                info = read_json(candidate / RUN_INFO_FILE)
+                if not isinstance(info, dict):
+                    from .io import DataError
+
+                    raise DataError(candidate / RUN_INFO_FILE, None, None, "expected a JSON object")
+                return info
     return {}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .io import DataError
 
-__all__ = ["Schema", "load_schema", "write_schema", "SCHEMA_KEYS"]
+__all__ = ["Schema", "load_schema", "parse_schema_text", "write_schema", "SCHEMA_KEYS"]
 
 SCHEMA_KEYS = ("type_list", "role_list", "type_role_dict")
 
@@ -62,10 +62,27 @@ def _dedupe(values: list[str]) -> list[str]:
 def load_schema(path: str | os.PathLike) -> Schema:
     """Load a schema file in the three-line form or the JSON-object form; errors name the line."""
     path = str(path)
+    if os.path.isdir(path):
+        raise DataError(path, None, None, "is a directory; expected a schema file")
     if not os.path.exists(path):
         raise DataError(path, None, None, "schema file not found (omit --schema_path to collect the schema from the data)")
-    with open(path, encoding="utf-8-sig") as handle:
-        text = handle.read()
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, None, None, f"not UTF-8 (byte {exc.start + 1}); save the schema as UTF-8") from None
+    return parse_schema_text(text, path)
+
+
+def parse_schema_text(text: str, source: str = "schema") -> Schema:
+    """A schema given as text (a file's content, or typed into a notebook or the widget), in either form.
+
+    ``source`` names it in errors (a file path, or ``schema``).
+
+    >>> parse_schema_text('["person"]\\n[]\\n{}').types
+    ['person']
+    """
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:
@@ -73,25 +90,26 @@ def load_schema(path: str | os.PathLike) -> Schema:
     if isinstance(whole, dict):
         unknown = sorted(set(whole) - set(SCHEMA_KEYS))
         if unknown:
-            raise DataError(path, None, unknown[0], f"unknown key; a JSON-object schema has only {', '.join(SCHEMA_KEYS)}")
+            raise DataError(source, None, unknown[0], f"unknown key; a JSON-object schema has only {', '.join(SCHEMA_KEYS)}")
         values = [whole.get("type_list", []), whole.get("role_list", []), whole.get("type_role_dict", {})]
         lines: list[int | None] = [None, None, None]
     else:
         numbered = [(n, s) for n, s in enumerate(text.splitlines(), start=1) if s.strip()]
         if len(numbered) != 3:
             raise DataError(
-                path, None, None,
+                source, None, None,
                 f"expected three lines (type list, role list, type->roles object) or one JSON object, found {len(numbered)} non-empty lines",
             )
         values, lines = [], []
         for number, line in numbered:
             try:
                 values.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(path, number, SCHEMA_KEYS[len(values)], f"not valid JSON: {exc.msg}") from None
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise DataError(source, number, SCHEMA_KEYS[len(values)], f"not valid JSON: {reason}") from None
             lines.append(number)
     for name, value, line, want in zip(SCHEMA_KEYS, values, lines, ("list", "list", "dict")):
-        _check(path, line, name, value, want)
+        _check(source, line, name, value, want)
     types, roles, type_roles = values
     return Schema(_dedupe(types), _dedupe(roles), {k: _dedupe(v) for k, v in type_roles.items()})
 

@@ -1,398 +1,338 @@
-"""``deepke-llm serve``: a small OpenAI-compatible HTTP server in front of a local (fine-tuned) model.
+"""``deepke-llm serve``: a thin launcher over the OpenAI-compatible servers users already run.
 
-Why it exists: the ICL engines (``deepke_llm_core.icl``, engine ``ChatGPT`` with ``base_url``) talk to any
-OpenAI-compatible endpoint, and the usual way to put a local model behind one is vLLM's server, which needs a GPU.
-This server needs only transformers, so CPU users, notebooks and CI can point the same engines, the same batch
-runner, cache and resume logic, at a model they fine-tuned here: a base model plus an optional LoRA adapter, or a
-merged model. It answers ``POST /v1/chat/completions`` and ``GET /v1/models``.
+``--server transformers`` (the default) runs ``transformers serve`` and ``--server vllm`` runs ``vllm serve``; this
+module only prepares what they load and starts them. They cannot load the project's adapter folders with the
+template those were trained with, so the launcher first builds a *served folder* (``served_folder``): the adapter
+merged into its base (``export_model``), or links to the base's files, plus the stored template as
+``chat_template.jinja`` (a legacy template such as ``alpaca`` or ``llama2_zh`` is rendered as one, cut out of
+``render_prompt``'s own output), the template's end-of-turn token among the EOS ids of ``generation_config.json``,
+and a response template that returns the answer as generated. Served folders are cached under
+``$DEEPKE_LLM_CACHE/serve`` by the weights they come from, so a second launch does not merge again. vLLM serves a
+LoRA adapter itself (``--lora-modules``) and gets the template file as ``--chat-template``.
 
-It is **not a production server**: one request generates at a time (a lock around ``model.generate``), there is
-no streaming, no batching across requests and no authentication unless ``api_key`` is set. For throughput on a
-GPU use ``vllm serve``; the client code does not change.
+Measured with ``transformers serve`` (transformers 5.24, ``pip install 'transformers[serving]'``) on the committed
+tiny IE base, 2 CPU cores, offline (``HF_HUB_OFFLINE=1``):
 
-Prompts are rendered the way training and ``deepke-llm infer`` render them: the template stored with the adapter
-or model (``deepke_llm.json``), else the tokenizer's chat template; the stored system prompt is added when a
-request brings none. Generation uses ``predict/hf.py``'s settings (greedy at temperature 0, stop at EOS and the
-template's end-of-turn token), so a greedy answer here equals ``deepke-llm infer``'s for the same record.
+* it starts offline on a local folder, on the CPU (``--device cpu``); greedy answers equal the transformers
+  engine's (``deepke-llm infer``): 8 of 8 held-out NER records; ``max_tokens`` ends with ``finish_reason: length``
+  and ``usage`` counts the tokens; 50 simultaneous connections were all answered; ``Content-Length: -1`` is 400;
+* a LoRA adapter folder does not load (``ValueError: Unrecognized model ... Should have a model_type``), and a
+  model without a chat template cannot be prompted: hence the merge and ``chat_template.jinja``; so prepared, an
+  adapter stored with ``alpaca`` answered 6 of 6 records exactly as base + adapter in-process;
+* its built-in response parser for Qwen-family models assumes ChatML: with the ``alpaca`` layout the answer came
+  back with the whole prompt in front of it, and answers are stripped of surrounding whitespace (a length-cut
+  answer ending in a space differed): hence our response template.
 
-From Python (a notebook, a test), in a background thread on a free port::
+What it measurably cannot do, and what the package's own server (``builtin_server.py``, ``--server builtin``)
+therefore keeps doing:
 
-    with serving(tiny_base_path()) as url:          # url = "http://127.0.0.1:<port>/v1"
-        ...  # OpenAI(base_url=url, api_key="unused") or create_engine("ChatGPT", EngineOptions(base_url=url))
+* a P-Tuning adapter: it cannot be merged into the weights, and the server loads no adapters;
+* an API key: the server has no authentication (``--api_key_env``: ``builtin``, or ``vllm`` on a GPU);
+* a served name: a request whose ``model`` is not the served folder's path is refused with 400 (``--model_id``);
+* OpenAI's ``stop``: the stop string is *included* in the answer (``..."location"`` for ``stop='"location"'``);
+* a body limit and a read timeout: a 20 MB body was accepted and tokenized (12M tokens; no answer within 120 s),
+  and a client that declared 1,000 bytes and sent 10 held its connection for the 20 s we waited;
+* request validation: ``temperature: 3`` and ``n: 2`` are accepted (sampled; one choice).
+
+``vllm serve`` needs a CUDA GPU and was not measured (the machine this was written on has none); its command is
+built from vLLM's documented flags and checked by a test.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
+import importlib.util
 import json
 import os
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BadRequest", "ChatRequest", "parse_chat_request", "ChatModel", "start_server", "serving", "serve"]
+from .builtin_server import BadRequest, ChatModel, ChatRequest, parse_chat_request, serving, start_server
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
-ROLES = ("system", "user", "assistant")
+__all__ = ["ServeArguments", "serve", "served_folder", "legacy_chat_template", "transformers_serve_command",
+           "vllm_serve_command", "ChatModel", "start_server", "serving", "parse_chat_request", "BadRequest",
+           "ChatRequest", "SERVERS"]
 
-
-class BadRequest(ValueError):
-    """A request the server refuses; ``status`` is the HTTP status, ``param`` the offending field (if any)."""
-
-    def __init__(self, message: str, param: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.param, self.status = param, status
+SERVERS = ("transformers", "vllm", "builtin")
+_QUERY, _SYSTEM = "\x00query\x00", "\x00system\x00"
 
 
-@dataclass(frozen=True)
-class ChatRequest:
-    """The validated fields of a chat-completion request that this server honours."""
-
-    model: str
-    messages: list[dict[str, str]]
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-
-
-def _number(body: dict, name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            (low < value if low_open else low <= value) and value <= high):
-        bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise BadRequest(f"'{name}' must be a number in {bound}, got {value!r}", name)
-    return float(value)
+@dataclass
+class ServeArguments:
+    model_name_or_path: str = field(metadata={"help": "base or merged model (a folder or a Hub id)"})
+    checkpoint_dir: str | None = field(default=None, metadata={"help": "LoRA adapter folder (P-Tuning: --server builtin)"})
+    server: str = field(default="transformers", metadata={
+        "help": "transformers: `transformers serve` (pip install 'transformers[serving]'); vllm: `vllm serve` "
+                "(GPU); builtin: the package's own small server", "choices": list(SERVERS)})
+    model_id: str | None = field(default=None, metadata={"help": "builtin/vllm: the name clients send as `model`"})
+    template: str | None = field(default=None, metadata={"help": "default: the adapter's stored template, else 'auto'"})
+    system_prompt: str | None = field(default=None, metadata={"help": "added when a request has no system message"})
+    model_name: str | None = field(default=None, metadata={"help": "model family (chatglm, openba: another Auto class)"})
+    bits: int | None = field(default=None, metadata={"help": "bitsandbytes quantization (GPU)", "choices": [4, 8]})
+    trust_remote_code: bool = False
+    host: str = field(default="127.0.0.1", metadata={"help": "127.0.0.1 (default): this machine only"})
+    port: int = field(default=8000, metadata={"help": "0: a free port"})
+    api_key_env: str | None = field(default=None, metadata={"help": "environment variable holding a key clients must send"})
 
 
-def _content(message: dict, where: str) -> str:
-    """A message's text: a string, or a list of ``{"type": "text", "text": ...}`` parts (joined)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                         and isinstance(p.get("text"), str) for p in content):
-        return "".join(p["text"] for p in content)
-    raise BadRequest(f"{where}.content must be a string or a list of text parts, got {content!r:.80}", where)
+def _digest(*parts: Any) -> str:
+    from .engines.local import path_signature
+
+    signature = [path_signature(p) if isinstance(p, str) else p for p in parts]
+    return hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise BadRequest("'messages' must be a non-empty list of {\"role\", \"content\"} objects", "messages")
-    messages = []
-    for i, message in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise BadRequest(f"{where} must be an object, got {message!r:.80}", where)
-        if message.get("role") not in ROLES:
-            raise BadRequest(f"{where}.role must be one of {', '.join(ROLES)}, got {message.get('role')!r}", where)
-        messages.append({"role": message["role"], "content": _content(message, where)})
-    if messages[-1]["role"] != "user":
-        raise BadRequest("the last message must have role 'user' (the server answers it)", "messages")
-    return messages
+def legacy_chat_template(template: str, tokenizer: Any, system: str | None = None) -> str:
+    """A Jinja chat template that renders one turn exactly as ``prompts.render_prompt(query, template)`` does.
 
-
-def _stop(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or len(items) > 4 or not all(isinstance(s, str) and s for s in items):
-        raise BadRequest(f"'stop' must be a non-empty string or a list of up to 4 of them, got {value!r:.80}", "stop")
-    return tuple(items)
-
-
-def _int(body: dict, name: str, low: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        raise BadRequest(f"'{name}' must be an integer{f' >= {low}' if low is not None else ''}, got {value!r}", name)
-    return value
-
-
-def parse_chat_request(body: Any, default_max_tokens: int = 256) -> ChatRequest:
-    """Validate a ``/v1/chat/completions`` body; every refusal is a :class:`BadRequest` naming the field.
-
-    ``max_completion_tokens`` (the SDK's newer name) wins over ``max_tokens``. Only ``n=1`` and non-streaming
-    requests are served. Fields the server does not use (``frequency_penalty``, ``logprobs``, ...) are ignored.
-
-    >>> parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}).max_tokens
-    5
+    The last user message is the query; a system message replaces ``system`` (default: the template's own), and an
+    empty system drops the system part where the layout allows, as ``render_prompt`` does. The literal parts are
+    cut out of ``render_prompt``'s own output, so the two cannot drift apart.
     """
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required: the served model's id (GET /v1/models lists it)", "model")
-    if body.get("stream"):
-        raise BadRequest("streaming is not supported by this server; send 'stream': false", "stream")
-    if body.get("n") not in (None, 1):
-        raise BadRequest(f"only n=1 is supported, got {body.get('n')!r}", "n")
-    max_tokens = _int(body, "max_completion_tokens", 1)
-    if max_tokens is None:
-        max_tokens = _int(body, "max_tokens", 1)
-    return ChatRequest(model=model, messages=_messages(body.get("messages")),
-                       max_tokens=default_max_tokens if max_tokens is None else max_tokens,
-                       temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
-                       top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
-                       stop=_stop(body.get("stop")), seed=_int(body, "seed"))
+    from .prompts import get_template, render_prompt
+
+    default = get_template(template).system if system is None else system
+
+    def layout(with_system: bool) -> str:
+        text = render_prompt(_QUERY, template, tokenizer=tokenizer, system=_SYSTEM if with_system else "")
+        out = []
+        for k, piece in enumerate(text.split(_QUERY)):
+            if k:
+                out.append("{{ ns.query }}")
+            for j, part in enumerate(piece.split(_SYSTEM)):
+                if j:
+                    out.append("{{ ns.system }}")
+                if part:
+                    out.append("{% raw %}" + part + "{% endraw %}")
+        return "".join(out)
+
+    return ("{% set ns = namespace(system=none, query='') %}"
+            "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] %}"
+            "{% elif m['role'] == 'user' %}{% set ns.query = m['content'] %}{% endif %}{% endfor %}"
+            "{% if ns.system is none %}{% set ns.system = " + json.dumps(default, ensure_ascii=True) + " %}{% endif %}"
+            "{% if ns.system %}" + layout(True) + "{% else %}" + layout(False) + "{% endif %}")
 
 
-class ChatModel:
-    """A loaded model that answers chat messages; thread-safe (generation is serialized by a lock)."""
-
-    def __init__(self, model_name_or_path: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None, *,
-                 model_id: str | None = None, template: str | None = None, system_prompt: str | None = None,
-                 model_name: str | None = None, bits: int | None = None, dtype: str = "auto",
-                 trust_remote_code: bool = False):
-        """Load ``model_name_or_path`` (+ adapter ``checkpoint_dir``) with ``load_model_and_tokenizer``.
-
-        ``model_id`` is the name clients must send as ``model``; default: the adapter's or model's folder name.
-        ``template`` and ``system_prompt`` default to what the adapter/model stored at training time.
-        """
-        from .models import load_model_and_tokenizer
-        from .run_info import require_chat_template, resolve_template, stored_run_info
-
-        base, adapter = str(model_name_or_path), str(checkpoint_dir) if checkpoint_dir else None
-        info = stored_run_info(adapter, base)
-        self.template = resolve_template(template, info, adapter or base)
-        self.system_prompt = system_prompt if system_prompt is not None else info.get("system_prompt")
-        self.model_id = model_id or Path(adapter or base).name
-        device_map = None
-        if bits in (4, 8) or _cuda_available():
-            device_map = "auto"
-        self.model, self.tokenizer = load_model_and_tokenizer(base, adapter, model_name=model_name, bits=bits, dtype=dtype,
-                                                              trust_remote_code=trust_remote_code, device_map=device_map)
-        require_chat_template(self.template, self.tokenizer, base, "template=")
-        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
-        self.lock = threading.Lock()
-
-    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """Token ids of the rendered prompt, exactly as ``deepke-llm infer`` renders a single-turn query."""
-        from .encoding import encode
-        from .prompts import render_prompt
-
-        if self.system_prompt and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        system = messages[0]["content"] if messages[0]["role"] == "system" else None
-        turns = messages[1:] if system is not None else messages
-        if len(turns) == 1:
-            return encode(self.tokenizer, render_prompt(turns[0]["content"], self.template, tokenizer=self.tokenizer,
-                                                        system=system))
-        if self.template != "auto":
-            raise BadRequest(f"template {self.template!r} renders one user turn (plus a system message); "
-                             "send a single user message", "messages")
-        return encode(self.tokenizer, self.tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                                                         add_generation_prompt=True))
-
-    def complete(self, request: ChatRequest) -> dict[str, Any]:
-        """``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}`` for one validated request."""
-        with self.lock:  # one request at a time: the tokenizer and the model are shared
-            return self._complete(request)
-
-    def _complete(self, request: ChatRequest) -> dict[str, Any]:
-        ids = self.prompt_ids(request.messages)
-        budget = request.max_tokens
-        if self.context:
-            if len(ids) >= self.context:
-                raise BadRequest(f"the prompt is {len(ids)} tokens; the model's context is {self.context}", "messages")
-            budget = min(budget, self.context - len(ids))
-        new_ids, stopped = self._generate(ids, budget, request)
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        cut = min((text.find(s) for s in request.stop if s in text), default=-1)
-        if cut >= 0:
-            text, stopped = text[:cut], True
-        return {"text": text, "finish_reason": "stop" if stopped else "length",
-                "prompt_tokens": len(ids), "completion_tokens": len(new_ids)}
-
-    def _generate(self, ids: list[int], budget: int, request: ChatRequest) -> tuple[list[int], bool]:
-        """New token ids (up to the first stop token) and whether a stop token ended them.
-
-        Not ``HFEngine.generate``: that returns text only, and the response needs token counts and the finish
-        reason. The settings (``generation``, ``stop_ids``) are HFEngine's, so the tokens are the same.
-        """
-        import torch
-
-        from .predict.hf import HFEngine
-
-        engine = HFEngine(self.model, self.tokenizer, self.template, budget, request.temperature, request.top_p)
-        device = next(self.model.parameters()).device
-        input_ids = torch.tensor([ids], device=device)
-        with torch.random.fork_rng(devices=[], enabled=request.seed is not None), torch.inference_mode():
-            if request.seed is not None:
-                torch.manual_seed(request.seed)
-            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **engine.generation)
-        new = out[0, len(ids):].tolist()
-        for k, token in enumerate(new):
-            if token in engine.stop_ids:
-                return new[:k], True
-        return new, False
+def _link_model_files(source: Path, target: Path, skip: set[str]) -> None:
+    for item in source.iterdir():
+        if item.is_file() and item.name not in skip:
+            (target / item.name).symlink_to(item.resolve())
 
 
-def _cuda_available() -> bool:
+def served_folder(model: str, checkpoint_dir: str | None = None, *, template: str | None = None,
+                  system_prompt: str | None = None, model_name: str | None = None, trust_remote_code: bool = False,
+                  merge: bool = True, cache_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+    """The folder a library server loads, and the template it carries: ``(folder, template)``.
+
+    A folder is prepared once under ``cache_dir`` (default ``$DEEPKE_LLM_CACHE/serve``): the adapter merged into
+    the base (``merge``; vLLM serves the adapter itself), or links to the base's files; plus ``chat_template.jinja``
+    (a legacy template rendered as one), the template's end-of-turn token among the EOS ids of
+    ``generation_config.json``, and a response template that keeps the answer as generated. A Hub id with its own
+    chat template is served as it is.
+    """
+    from .run_info import resolve_template, stored_run_info
+
+    info = stored_run_info(checkpoint_dir, model)
+    template = resolve_template(template, info, checkpoint_dir or model)
+    system = system_prompt if system_prompt is not None else info.get("system_prompt")
+    if info.get("finetuning_type") == "p_tuning" and checkpoint_dir:
+        raise ValueError("a P-Tuning adapter cannot be merged into the weights, and transformers/vLLM servers load no "
+                         "P-Tuning adapters: serve it with --server builtin")
+    if not os.path.isdir(model) and (not checkpoint_dir or not merge) and template == "auto" and system is None:
+        return model, template  # a Hub id is served as it is (its answers are stripped of surrounding whitespace)
+    if not os.path.isdir(model):
+        raise ValueError(f"{model} is not a local folder: a library server needs a folder to add the template "
+                         f"{template!r} to; download the model first, or use --server builtin")
+    from .tiny import cache_root
+
+    root = Path(cache_dir) if cache_dir else cache_root() / "serve"
+    target = root / f"{Path(checkpoint_dir or model).name}-{_digest(model, checkpoint_dir if merge else None, template, system)}"
+    if (target / "deepke_llm.json").is_file():
+        return str(target), template
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    if checkpoint_dir and merge:
+        from .export import ExportArguments, export_model
+
+        print(f"[serve] merging {checkpoint_dir} into {model} (once; cached in {target})", file=sys.stderr)
+        export_model(ExportArguments(model_name_or_path=model, checkpoint_dir=checkpoint_dir, export_dir=str(partial),
+                                     model_name=model_name, trust_remote_code=trust_remote_code))
+    else:
+        _link_model_files(Path(model), partial, {"deepke_llm.json"})  # written below: never through a link
+    _write_template(partial, Path(model), template, system, trust_remote_code)
+    from .run_info import write_run_info
+
+    write_run_info(partial, {**info, "template": template, "system_prompt": system, "served_from": [model, checkpoint_dir]})
+    partial.rename(target)
+    return str(target), template
+
+
+def _write_template(folder: Path, base: Path, template: str, system: str | None, trust_remote_code: bool) -> None:
+    """``chat_template.jinja``, the template's EOS ids, and a response template that reads the answer as it is.
+
+    transformers serve parses every Qwen-family answer with a ChatML response template that strips the answer's
+    surrounding whitespace, and with a prompt in another layout returns the prompt glued in front of the answer
+    (measured with ``alpaca``); ours takes the generated text as it is, up to the first stop token.
+    """
+    import re
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from .engines.local import stop_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if template != "auto":
+        text = legacy_chat_template(template, tokenizer, system)
+    else:
+        from .run_info import require_chat_template
+
+        require_chat_template(template, tokenizer, str(base))
+        text = tokenizer.chat_template
+        if system is not None:  # the stored training-time system prompt, when a request brings none
+            text = ("{% if messages[0]['role'] != 'system' %}{% set messages = [{'role': 'system', 'content': "
+                    + json.dumps(system, ensure_ascii=True) + "}] + messages %}{% endif %}" + text)
+    _replace(folder / "chat_template.jinja", text)
+    source = folder if (folder / "generation_config.json").is_file() else base
+    try:
+        generation = GenerationConfig.from_pretrained(source)
+    except OSError:
+        generation = GenerationConfig()
+    holder = type("Holder", (), {"generation_config": generation})()
+    stops = stop_token_ids(tokenizer, holder, template)
+    generation.eos_token_id = stops
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    generation.save_pretrained(folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    ends = "|".join(re.escape(t) for t in tokenizer.convert_ids_to_tokens(stops) if t)
+    content = {"content": "text", "content_args": {"strip": False}, **({"close_pattern": f"(?:{ends})"} if ends else {})}
+    config["response_template"] = {"defaults": {"role": "assistant"}, "start_anchor_pattern": r"\Z",
+                                    "fields": {"content": content}}
+    _replace(config_path, json.dumps(config, ensure_ascii=False, indent=2))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` anew: a link to the base's file is removed first, never written through."""
+    path.unlink(missing_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _free_port(host: str, port: int = 0) -> int:
+    """``port`` if it can be bound now (0: any free one); a busy port is a one-line error before anything starts."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return probe.getsockname()[1]
+
+
+def transformers_serve_command(folder: str, host: str, port: int, *, bits: int | None = None,
+                               trust_remote_code: bool = False, device: str | None = None) -> list[str]:
+    """``transformers serve`` on one folder (preloaded: it serves that model only)."""
     import torch
 
-    return torch.cuda.is_available()
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", folder, "--host", host, "--port", str(port),
+               "--device", device or ("auto" if torch.cuda.is_available() else "cpu")]
+    if bits:
+        command += ["--quantization", f"bnb-{bits}bit"]
+    if trust_remote_code:
+        command.append("--trust-remote-code")
+    return command
 
 
-def _error(message: str, status: int, param: str | None = None) -> dict[str, Any]:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}.get(status, "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+def vllm_serve_command(folder: str, host: str, port: int, *, served_name: str, adapter: str | None = None,
+                       chat_template: str | None = None, bits: int | None = None,
+                       trust_remote_code: bool = False) -> list[str]:
+    """``vllm serve``: the model, its served name, a LoRA adapter served by vLLM itself, the template file."""
+    base_name = f"{served_name}-base" if adapter else served_name  # the adapter takes the name clients send
+    command = ["vllm", "serve", folder, "--host", host, "--port", str(port), "--served-model-name", base_name]
+    if adapter:
+        with open(Path(adapter) / "adapter_config.json", encoding="utf-8") as handle:
+            rank = int(json.load(handle).get("r", 16))
+        command += ["--enable-lora", "--lora-modules", f"{served_name}={adapter}", "--max-lora-rank", str(rank)]
+    if chat_template:
+        command += ["--chat-template", chat_template]
+    if bits == 4:
+        command += ["--quantization", "bitsandbytes"]
+    elif bits == 8:
+        raise ValueError("vLLM loads bitsandbytes models in 4 bits only: use --bits 4, or --server transformers")
+    if trust_remote_code:
+        command.append("--trust-remote-code")
+    return command
 
 
-def _handler(chat: ChatModel, api_key: str | None, log_requests: bool) -> type[BaseHTTPRequestHandler]:
-    """The request handler class bound to one model."""
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "deepke-llm-serve"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-            if log_requests:
-                super().log_message(format, *args)
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _authorized(self) -> bool:
-            given = self.headers.get("Authorization", "")
-            if api_key is None or hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return True
-            self._send(401, _error("missing or wrong API key (send 'Authorization: Bearer <key>')", 401))
-            return False
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0].rstrip("/")
-            if path == "/health":
-                return self._send(200, {"status": "ok"})
-            if not self._authorized():
-                return None
-            if path == "/v1/models":
-                return self._send(200, {"object": "list", "data": [
-                    {"id": chat.model_id, "object": "model", "created": 0, "owned_by": "deepke-llm"}]})
-            return self._send(404, _error(f"no route GET {path}; try POST /v1/chat/completions or GET /v1/models", 404))
-
-        def _body(self) -> Any:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                raise BadRequest("the Content-Length header is not a number") from None
-            if length > MAX_BODY_BYTES:
-                raise BadRequest(f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES}", status=413)
-            try:
-                return json.loads(self.rfile.read(length).decode("utf-8")) if length else None
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-
-        def do_POST(self) -> None:
-            path = self.path.split("?", 1)[0].rstrip("/")
-            if not self._authorized():
-                return None
-            if path != "/v1/chat/completions":
-                return self._send(404, _error(f"no route POST {path}; this server answers /v1/chat/completions", 404))
-            try:
-                request = parse_chat_request(self._body())
-                if request.model != chat.model_id:
-                    raise BadRequest(f"model {request.model!r} is not served here; this server serves "
-                                     f"{chat.model_id!r} (GET /v1/models)", "model", status=404)
-                answer = chat.complete(request)
-            except BadRequest as exc:
-                return self._send(exc.status, _error(str(exc), exc.status, exc.param))
-            except Exception as exc:  # noqa: BLE001 - reported to the client as a 500, the server keeps running
-                return self._send(500, _error(f"generation failed: {type(exc).__name__}: {exc}", 500))
-            usage = {"prompt_tokens": answer["prompt_tokens"], "completion_tokens": answer["completion_tokens"],
-                     "total_tokens": answer["prompt_tokens"] + answer["completion_tokens"]}
-            self._send(200, {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-                             "created": int(time.time()), "model": chat.model_id,
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["text"]},
-                                          "finish_reason": answer["finish_reason"], "logprobs": None}],
-                             "usage": usage})
-
-    return Handler
+def _refuse(args: ServeArguments, server: str) -> None:
+    if server == "transformers" and args.api_key_env:
+        raise ValueError("transformers serve has no API keys: use --server vllm or --server builtin with --api_key_env")
+    if server == "transformers" and args.model_id:
+        raise ValueError("transformers serve names the model by its folder (clients send that path as `model`): "
+                         "drop --model_id, or use --server vllm or --server builtin")
+    if server == "transformers":
+        missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ImportError(f"transformers serve needs {' and '.join(missing)}: pip install 'transformers[serving]' "
+                              "(or pip install -e '.[serve]'), or use --server builtin")
+    if server == "vllm" and shutil.which("vllm") is None:
+        raise ImportError("vllm serve needs vLLM and a CUDA GPU: pip install -e '.[gpu]', or use --server transformers")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a client that hangs up never keeps the process alive
-
-
-def _listen(chat: ChatModel, host: str, port: int, api_key: str | None, log_requests: bool) -> tuple[_Server, str]:
-    try:
-        httpd = _Server((host, port), _handler(chat, api_key, log_requests))
-    except OSError as exc:
-        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    return httpd, f"http://{shown}:{httpd.server_address[1]}/v1"
-
-
-def _chat_model(model: str | os.PathLike | ChatModel, checkpoint_dir: str | os.PathLike | None,
-                options: dict[str, Any]) -> ChatModel:
-    if isinstance(model, ChatModel):
-        if checkpoint_dir or options:
-            raise ValueError("pass loading options to ChatModel(...), not together with a loaded ChatModel")
-        return model
-    return ChatModel(model, checkpoint_dir, **options)
-
-
-def start_server(model: str | os.PathLike | ChatModel, checkpoint_dir: str | os.PathLike | None = None, *,
-                 host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, log_requests: bool = False,
-                 **load_options: Any) -> tuple[str, Callable[[], None]]:
-    """Serve a model in a background thread; returns ``(base_url, stop)``.
-
-    ``model`` is a folder or Hub id (loaded with ``checkpoint_dir`` and ``load_options``, see :class:`ChatModel`)
-    or an already loaded :class:`ChatModel`. ``port=0`` picks a free port. ``base_url`` ends in ``/v1``, ready for
-    ``OpenAI(base_url=...)`` or ``EngineOptions(base_url=...)``. ``stop()`` shuts the server down (idempotent).
-    """
-    httpd, url = _listen(_chat_model(model, checkpoint_dir, load_options), host, port, api_key, log_requests)
-    thread = threading.Thread(target=httpd.serve_forever, name=f"deepke-llm-serve:{url}", daemon=True)
-    thread.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        if not stopped.is_set():
-            stopped.set()
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join()
-
-    return url, stop
-
-
-@contextmanager
-def serving(model: str | os.PathLike | ChatModel, checkpoint_dir: str | os.PathLike | None = None,
-            **options: Any) -> Iterator[str]:
-    """``with serving(path) as url: ...``: :func:`start_server`, stopped when the block ends."""
-    url, stop = start_server(model, checkpoint_dir, **options)
-    try:
-        yield url
-    finally:
-        stop()
-
-
-def serve(model: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
-          port: int = 8000, api_key: str | None = None, log_requests: bool = True, **load_options: Any) -> None:
-    """Serve in the foreground until interrupted (``deepke-llm serve``); prints the base URL to stderr."""
-    import sys
-
-    chat = ChatModel(model, checkpoint_dir, **load_options)
-    httpd, url = _listen(chat, host, port, api_key, log_requests)
-    print(f"serving {chat.model_id!r} (template {chat.template}) at {url}; not a production server; Ctrl-C stops it",
+def _run(command: list[str], env: dict[str, str], model: str, url: str, server: str) -> int:
+    """Run the server in the foreground; Ctrl-C stops it and exits 0."""
+    print(f"serving {model!r} at {url} ({server} serve); clients send model={model!r}; Ctrl-C stops it",
           file=sys.stderr, flush=True)
+    process = subprocess.Popen(command, env=env)
     try:
-        httpd.serve_forever()
+        return process.wait()
     except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
+
+
+def serve(args: ServeArguments) -> int:
+    """``deepke-llm serve``: start the chosen server in the foreground until Ctrl-C."""
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535 (0: a free port), got {args.port}")
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise ValueError(f"--api_key_env {args.api_key_env}: that environment variable is empty (it must hold the key; "
+                             "the key itself is never given on the command line)")
+    if args.server == "builtin":
+        from .builtin_server import serve_forever
+
+        chat = ChatModel(args.model_name_or_path, args.checkpoint_dir, model_id=args.model_id, template=args.template,
+                         system_prompt=args.system_prompt, model_name=args.model_name, bits=args.bits,
+                         trust_remote_code=args.trust_remote_code)
+        serve_forever(chat, host=args.host, port=args.port, api_key=key)
+        return 0
+    _refuse(args, args.server)
+    port = _free_port(args.host, args.port)
+    url = f"http://{'127.0.0.1' if args.host in ('', '0.0.0.0') else args.host}:{port}/v1"
+    env = dict(os.environ)
+    if args.server == "transformers":
+        folder, _ = served_folder(args.model_name_or_path, args.checkpoint_dir, template=args.template,
+                                  system_prompt=args.system_prompt, model_name=args.model_name,
+                                  trust_remote_code=args.trust_remote_code)
+        command = transformers_serve_command(folder, args.host, port, bits=args.bits, trust_remote_code=args.trust_remote_code)
+        return _run(command, env, folder, url, "transformers")
+    folder, template = served_folder(args.model_name_or_path, args.checkpoint_dir, template=args.template,
+                                     system_prompt=args.system_prompt, merge=False)
+    name = args.model_id or Path(args.checkpoint_dir or args.model_name_or_path).name
+    chat_template = str(Path(folder) / "chat_template.jinja") if (Path(folder) / "chat_template.jinja").is_file() else None
+    command = vllm_serve_command(folder, args.host, port, served_name=name, adapter=args.checkpoint_dir,
+                                 chat_template=chat_template, bits=args.bits, trust_remote_code=args.trust_remote_code)
+    if key:
+        env["VLLM_API_KEY"] = key  # never on the command line, where `ps` shows it
+    return _run(command, env, name, url, "vllm")

@@ -358,3 +358,35 @@ def corpus_texts(n_per_task: int = 200, seed: int = 0) -> list[str]:
                 out.append(record["text"])
                 out.append(json.dumps(record, ensure_ascii=False))
     return out
+
+
+def make_document(task: str, language: str, min_chars: int, *, seed: int = 0, exclude: Collection[str] = ()) -> dict:
+    """A long document: sentences of both splits' templates, in random order, until it has ``min_chars`` characters.
+
+    Returns ``{"id", "text", <annotation field>: every sentence's labels in order, "sentences": [[start, end], ...],
+    "sentence_labels": [each sentence's labels]}``; ``id``, ``text`` and the annotation field make a line that
+    ``deepke-llm extract`` reads with its gold annotation (long-document tests, chapter 13). Sentences may
+    repeat (a long document mentions the same people again); Chinese sentences are joined directly, English ones
+    with a space.
+    """
+    _check_args(task, language)
+    rng = random.Random(seed)
+    field = {"NER": "entity", "RE": "relation", "EE": "event"}[task]
+    sep = "" if language == "zh" else " "
+    texts: list[str] = []
+    gold: list[dict] = []
+    sentences: list[list[int]] = []
+    labels: list[list[dict]] = []
+    at = 0
+    while at < min_chars:
+        for record in make_records(task, language, 40, seed=rng, split=rng.choice(("train", "test")), exclude=exclude):
+            start = at + (len(sep) if texts else 0)
+            texts.append(record["text"])
+            gold.extend(record[field])
+            labels.append(record[field])
+            sentences.append([start, start + len(record["text"])])
+            at = start + len(record["text"])
+            if at >= min_chars:
+                break
+    return {"id": f"synthetic-{task}-{language}-{seed}", "text": sep.join(texts), field: gold, "sentences": sentences,
+            "sentence_labels": labels}

@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainingArguments as _HfTrainingArguments
+
 from .args import parse_settings
 from .encoding import tokenize_example
 from .io import read_instruction_records
 from .run_info import require_chat_template, write_run_info
 
 __all__ = [
-    "ModelArguments", "DataArguments", "FinetuningArguments", "TrainingArguments",
-    "parse_finetune_args", "finetune", "load_training_records",
+    "ModelArguments", "DataArguments", "FinetuningArguments", "TrainingArguments", "hf_training_arguments",
+    "parse_finetune_args", "finetune", "run_finetune", "load_training_records",
 ]
 
 @dataclass
@@ -59,13 +61,16 @@ class DataArguments:
     cutoff_len: int = field(default=1024, metadata={"help": "prompt + answer; longer examples are skipped and reported"})
     preprocessing_num_workers: int | None = field(default=None, metadata={
         "help": "tokenize in this many processes (datasets.map num_proc); worth it from about 100k records"})
+    packing: str = field(default="auto", metadata={
+        "help": "auto, true or false: a batch's examples in one row without padding, attention kept within each "
+                "(exact; auto: with flash-attention, where it is also faster; see packing.py)"})
 
 
 @dataclass
 class FinetuningArguments:
     """The fine-tuning method: a PEFT config, or none for full fine-tuning."""
 
-    stage: str = "sft"
+    stage: str = field(default="sft", metadata={"help": "sft, or grpo: reinforcement with the extraction reward (grpo.py)"})
     finetuning_type: str = field(default="lora", metadata={"help": "lora, full or p_tuning"})
     lora_r: int = 8
     lora_alpha: int | None = field(default=None, metadata={"help": "default: 2 * lora_r"})
@@ -75,48 +80,96 @@ class FinetuningArguments:
     num_virtual_tokens: int = 16
 
 
-@dataclass
-class TrainingArguments:
-    """The trainer settings the draft README's scripts pass (a small subset of transformers')."""
+# This project's defaults for transformers' training options (small batches, a LoRA-sized learning rate, a save
+# per epoch, frequent logs, no reporting), and three names upstream's scripts use.
+_DEFAULTS: dict[str, Any] = {"per_device_train_batch_size": 2, "per_device_eval_batch_size": 2, "learning_rate": 1e-4,
+                             "optim": "adamw_torch", "save_strategy": "epoch", "logging_steps": 10.0, "report_to": "none",
+                             "remove_unused_columns": False}
+_EXTRA = (
+    ("output_dir", str, field(metadata={"help": "adapter / model / checkpoints folder"})),
+    ("evaluation_strategy", str | None, field(default=None, metadata={"help": "old name of eval_strategy"})),
+    ("overwrite_output_dir", bool, field(default=False, metadata={"help": "start over instead of resuming from the last checkpoint"})),
+    ("group_by_length", bool, field(default=True, metadata={"help": "batches of similar length (less padding)"})),
+)
 
-    output_dir: str = field(metadata={"help": "adapter / model / checkpoints folder"})
-    do_train: bool = True
-    do_eval: bool = False
-    per_device_train_batch_size: int = 2
-    per_device_eval_batch_size: int = 2
-    gradient_accumulation_steps: int = 1
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    learning_rate: float = 1e-4
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    warmup_steps: float = field(default=0, metadata={"help": "warm-up steps, or a ratio of all steps when < 1"})
-    lr_scheduler_type: str = "linear"
-    optim: str = "adamw_torch"
-    eval_strategy: str = "no"
-    evaluation_strategy: str | None = field(default=None, metadata={"help": "old name of eval_strategy"})
-    eval_steps: int | None = None
-    save_strategy: str = "epoch"
-    save_steps: int = 500
-    save_total_limit: int | None = None
-    logging_steps: int = 10
-    bf16: bool = False
-    fp16: bool = False
-    deepspeed: str | None = None
-    resume_from_checkpoint: str | None = None
-    overwrite_output_dir: bool = False
-    group_by_length: bool = True
-    gradient_checkpointing: bool = False
-    seed: int = 42
-    report_to: str = "none"
+
+def _training_arguments_class() -> type:
+    """Every option of transformers' ``TrainingArguments`` (so none is copied here by hand), with our defaults.
+
+    A plain dataclass rather than a subclass: transformers' ``__post_init__`` sets up devices and DeepSpeed, which
+    must happen once, in :func:`finetune`, not when a flag is parsed (under torchrun it would form the process
+    group before the backend is chosen). :func:`hf_training_arguments` builds the real object from it.
+    """
+    import dataclasses
+
+    own = {name for name, _, _ in _EXTRA}
+    fields: list[tuple[str, Any, Any]] = list(_EXTRA)
+    for f in dataclasses.fields(_HfTrainingArguments):
+        if not f.init or f.name in own or f.name.startswith("_"):
+            continue
+        if f.name in _DEFAULTS:
+            spec = field(default=_DEFAULTS[f.name], metadata=f.metadata)
+        elif f.default_factory is not dataclasses.MISSING:
+            spec = field(default_factory=f.default_factory, metadata=f.metadata)
+        else:
+            spec = field(default=f.default, metadata=f.metadata)
+        fields.append((f.name, f.type, spec))
+    doc = ("transformers' TrainingArguments, every option passed through, with this project's defaults "
+           "(see train.py's _DEFAULTS) and upstream's overwrite_output_dir, evaluation_strategy, group_by_length.")
+    return dataclasses.make_dataclass("TrainingArguments", fields, namespace={"__doc__": doc, "__module__": __name__})
+
+
+TrainingArguments = _training_arguments_class()
+
+
+def hf_training_arguments(args: Any, **overrides: Any) -> Any:
+    """The transformers object for our settings: the device policy (CPU without a GPU, gloo under torchrun on
+    CPUs) and the old names resolved."""
+    import dataclasses
+
+    import torch
+
+    own = {name for name, _, _ in _EXTRA} - {"output_dir"}
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in own}
+    if args.evaluation_strategy:
+        values["eval_strategy"] = args.evaluation_strategy
+    if args.group_by_length:
+        values["train_sampling_strategy"] = "group_by_length"
+    if not torch.cuda.is_available():
+        values["use_cpu"] = True
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # transformers forms a CPU process group only when told gloo
+            values["ddp_backend"] = values.get("ddp_backend") or "gloo"
+    return _HfTrainingArguments(**{**values, **overrides})
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, FinetuningArguments, TrainingArguments)
 
 
 def parse_finetune_args(argv: list[str] | None = None):
-    """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora_sft.yaml``)."""
-    return parse_settings(ARGUMENT_CLASSES, argv)
+    """Parse flags, or a single YAML/JSON file (``deepke-llm finetune cookbook/qwen/lora_sft.yaml``).
+
+    With ``--stage grpo`` a fifth object holds the GRPO settings (``grpo.GrpoArguments``).
+    """
+    return _split_grpo(*parse_settings(finetune_classes(), argv, prog="deepke-llm finetune"))
+
+
+def finetune_classes() -> tuple[type, ...]:
+    """Every settings class of ``deepke-llm finetune``: the four of SFT and GRPO's."""
+    from .grpo import GrpoArguments
+
+    return (*ARGUMENT_CLASSES, GrpoArguments)
+
+
+def _split_grpo(*parsed: Any) -> tuple:
+    """SFT's four objects, plus the GRPO settings with ``--stage grpo``; GRPO settings without it are refused."""
+    from .grpo import GrpoArguments
+
+    *parsed, grpo_args = parsed
+    if parsed[2].stage == "grpo":
+        return (*parsed, grpo_args)
+    if grpo_args != GrpoArguments():
+        raise ValueError("GRPO settings (num_generations, beta, the reward weights, ...) need --stage grpo")
+    return tuple(parsed)
 
 
 # ---- data --------------------------------------------------------------------------------------------------
@@ -188,8 +241,8 @@ def peft_config(model: Any, model_args: ModelArguments, method: FinetuningArgume
 
 
 def _check_arguments(model_args: ModelArguments, method: FinetuningArguments, train_args: TrainingArguments) -> None:
-    if method.stage != "sft":
-        raise ValueError(f"only --stage sft is implemented (got {method.stage!r})")
+    if method.stage not in ("sft", "grpo"):
+        raise ValueError(f"--stage must be sft or grpo (got {method.stage!r})")
     if model_args.bits not in (None, 4, 8, 16, 32):
         raise ValueError(f"--bits must be 4, 8, 16 or 32, got {model_args.bits}")
     if model_args.bits in (4, 8) and method.finetuning_type != "lora":
@@ -227,36 +280,49 @@ def warn_if_template_markers_unknown(template: str, tokenizer: Any) -> None:
               "know as special tokens; check that the template matches the model", file=sys.stderr)
 
 
-def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def load_seeded_model(model_args: ModelArguments, train_args: TrainingArguments, padding_side: str) -> tuple[Any, Any]:
+    """Seed, then load the base (+ adapter) for training, for SFT and GRPO alike.
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-
-
-def finetune(model_args: ModelArguments, data_args: DataArguments, method: FinetuningArguments,
-             train_args: TrainingArguments) -> dict[str, Any]:
-    """Train and save the adapter (or model) with its tokenizer and run info; returns the final metrics.
-
-    A rerun on the same ``output_dir`` resumes from its last checkpoint (a kill loses at most one save
-    interval) unless ``overwrite_output_dir`` is set.
+    Seeding comes first because LoRA/P-Tuning weights are initialised by ``get_peft_model``, before ``Trainer``
+    would seed: without it two runs of the same command start from different adapters.
     """
-    from transformers import DataCollatorForSeq2Seq, Trainer
-    from transformers import TrainingArguments as HfTrainingArguments
+    from transformers import set_seed
 
     from .models import load_model_and_tokenizer
 
-    _check_arguments(model_args, method, train_args)
-    # Seed before anything random is built: LoRA/P-Tuning weights are initialised by get_peft_model, before
-    # Trainer would seed, so without this two runs of the same command start from different adapters.
-    from transformers import set_seed
-
     set_seed(train_args.seed)
-    train_records = load_training_records(data_args.train_file)
     dtype = "bf16" if train_args.bf16 else "fp16" if train_args.fp16 else "fp32"
-    model, tokenizer = load_model_and_tokenizer(
+    return load_model_and_tokenizer(
         model_args.model_name_or_path, model_args.checkpoint_dir, model_name=model_args.model_name, bits=model_args.bits,
         dtype=dtype, double_quant=model_args.double_quant, quant_type=model_args.quant_type, is_trainable=True,
-        padding_side="right", trust_remote_code=model_args.trust_remote_code)
+        padding_side=padding_side, trust_remote_code=model_args.trust_remote_code)
+
+
+def finetune(model_args: ModelArguments, data_args: DataArguments, method: FinetuningArguments,
+             train_args: TrainingArguments, grpo_args: Any = None) -> dict[str, Any]:
+    """Train and save the adapter (or model) with its tokenizer and run info; returns the final metrics.
+
+    A rerun on the same ``output_dir`` resumes from its last checkpoint (a kill loses at most one save
+    interval) unless ``overwrite_output_dir`` is set. ``method.stage == "grpo"`` hands over to ``grpo.py``.
+    """
+    if method.stage == "grpo":
+        from .grpo import finetune_grpo
+
+        return finetune_grpo(model_args, data_args, method, train_args, grpo_args)
+    from transformers import Trainer
+
+    from .checkpoints import check_output_dir, last_complete_checkpoint, run_fingerprint
+
+    _check_arguments(model_args, method, train_args)
+    from .io import check_input_file
+
+    check_input_file(data_args.train_file, "--train_file")
+    if data_args.valid_file:
+        check_input_file(data_args.valid_file, "--valid_file")
+    fingerprint = run_fingerprint(model_args, data_args, method, train_args)
+    check_output_dir(train_args.output_dir, fingerprint, train_args.overwrite_output_dir)
+    train_records = load_training_records(data_args.train_file)
+    model, tokenizer = load_seeded_model(model_args, train_args, padding_side="right")
     require_chat_template(model_args.template, tokenizer, model_args.model_name_or_path)
 
     warn_if_template_markers_unknown(model_args.template, tokenizer)
@@ -271,40 +337,27 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     if model_args.bits in (4, 8):
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_args.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(train_args.gradient_checkpointing))
     if not hasattr(model, "peft_config"):  # a LoRA adapter given by --checkpoint_dir is already loaded, trainable
         config = peft_config(model, model_args, method)
         if config is not None:
             from peft import get_peft_model
 
             model = get_peft_model(model, config)
+    if hasattr(model, "peft_config"):
+        from .cpu_lora import use_cpu_lora
+
+        use_cpu_lora(model)
 
     eval_strategy = train_args.evaluation_strategy or train_args.eval_strategy
-    if eval_set is None:
-        eval_strategy = "no"
-    import torch
+    hf_args = hf_training_arguments(train_args, eval_strategy="no" if eval_set is None else eval_strategy,
+                                    disable_tqdm=not sys.stderr.isatty() if train_args.disable_tqdm is None else train_args.disable_tqdm)
+    from .packing import packed_attention, restore_attention, training_collator, use_packing
 
-    # Without a GPU, transformers only forms a multi-process (torchrun) group when told to use the CPU.
-    on_cpu = not torch.cuda.is_available()
-    hf_args = HfTrainingArguments(
-        use_cpu=on_cpu, ddp_backend="gloo" if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        output_dir=train_args.output_dir,
-        per_device_train_batch_size=train_args.per_device_train_batch_size,
-        per_device_eval_batch_size=train_args.per_device_eval_batch_size,
-        gradient_accumulation_steps=train_args.gradient_accumulation_steps,
-        num_train_epochs=train_args.num_train_epochs, max_steps=train_args.max_steps,
-        learning_rate=train_args.learning_rate, max_grad_norm=train_args.max_grad_norm,
-        weight_decay=train_args.weight_decay, warmup_steps=train_args.warmup_steps,
-        lr_scheduler_type=train_args.lr_scheduler_type, optim=train_args.optim,
-        eval_strategy=eval_strategy, eval_steps=train_args.eval_steps,
-        save_strategy=train_args.save_strategy, save_steps=train_args.save_steps, save_total_limit=train_args.save_total_limit,
-        logging_steps=train_args.logging_steps, bf16=train_args.bf16, fp16=train_args.fp16,
-        deepspeed=train_args.deepspeed, seed=train_args.seed, report_to=train_args.report_to,
-        gradient_checkpointing=train_args.gradient_checkpointing,
-        train_sampling_strategy="group_by_length" if train_args.group_by_length else "random",
-        remove_unused_columns=False, disable_tqdm=not sys.stderr.isatty(),
-    )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=-100)
+    packed = use_packing(data_args.packing, model, method.finetuning_type)
+    attention_before = packed_attention(model) if packed else None  # sdpa/eager: example-by-example attention
+    print(f"[finetune] batches: {'packed (padding-free)' if packed else 'padded'}", file=sys.stderr)
+    collator = training_collator(tokenizer, model, method.finetuning_type, packed)
     trainer = Trainer(model=model, args=hf_args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=collator, processing_class=tokenizer)
 
@@ -313,11 +366,12 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
             "template": model_args.template, "system_prompt": model_args.system_prompt,
             "base_model": model_args.model_name_or_path, "model_name": model_args.model_name,
             "finetuning_type": method.finetuning_type, "continued_from": model_args.checkpoint_dir, "bits": model_args.bits,
+            "fingerprint": fingerprint,
         }
         write_run_info(train_args.output_dir, run_info)
     resume = train_args.resume_from_checkpoint
     if resume is None and not train_args.overwrite_output_dir:
-        resume = _last_checkpoint(train_args.output_dir)
+        resume = last_complete_checkpoint(train_args.output_dir)
         if resume:
             print(f"[finetune] resuming from {resume}", file=sys.stderr)
     # bitsandbytes repacks 4-bit weights for CPU inference on the first eval pass, after which its training
@@ -330,6 +384,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     metrics = {**before, **result.metrics}
     if eval_set is not None:
         metrics.update(trainer.evaluate())
+    if attention_before is not None:
+        restore_attention(model, attention_before)
     trainer.save_model(train_args.output_dir)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(train_args.output_dir)
@@ -338,16 +394,25 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
     return metrics
 
 
-def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse, train, print the metrics (the ``deepke-llm finetune`` body)."""
-    model_args, data_args, method, train_args = parse_finetune_args(argv)
+def run_finetune(*settings: Any) -> dict[str, Any]:
+    """Train and print the metrics (the ``deepke-llm finetune`` body); under torchrun, leave the group cleanly.
+
+    ``settings`` are what :func:`parse_finetune_args` returns (or the five objects of ``finetune_classes``).
+    """
+    if len(settings) == 5:
+        settings = _split_grpo(*settings)
     try:
-        metrics = finetune(model_args, data_args, method, train_args)
+        metrics = finetune(*settings)
         _leave_process_group(wait_for_all=True)
     finally:
         _leave_process_group(wait_for_all=False)  # after an error: no barrier, the other ranks may be gone
     print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=str))
     return metrics
+
+
+def run_from_argv(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse flags (or a YAML file) and train."""
+    return run_finetune(*parse_finetune_args(argv))
 
 
 def _leave_process_group(wait_for_all: bool) -> None:

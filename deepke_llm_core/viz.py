@@ -12,16 +12,18 @@ import hashlib
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .records import Extraction, Mark, Mention  # noqa: F401 - Mention: the doctests build marks
+
 if TYPE_CHECKING:
     from .tasks import Task
 
-__all__ = ["load_history", "plot_training_history", "plot_per_type_f1", "Mark", "tuple_marks", "describe", "locate",
-           "highlight_html", "diff_tuples", "diff_html", "save_html"]
+__all__ = ["load_history", "plot_training_history", "plot_rewards", "plot_per_type_f1", "plot_errors", "scores_table",
+           "per_type_table", "diff_table", "locate", "highlight_html", "diff_tuples", "diff_html", "save_html"]
 
 
 def load_history(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -69,6 +71,29 @@ def plot_training_history(path: str | os.PathLike, out_png: str | os.PathLike | 
     return figure
 
 
+def plot_rewards(path: str | os.PathLike, out_png: str | os.PathLike | None = None):
+    """A GRPO run's mean reward and each of its terms (``rewards/<term>/mean``, unweighted) against the step.
+
+    Returns the matplotlib figure; saved to ``out_png`` when given.
+    """
+    rows = [r for r in load_history(path) if "reward" in r and "step" in r]
+    terms = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    axis.plot([r["step"] for r in rows], [r["reward"] for r in rows], color="black", linewidth=2, label="reward (weighted sum)")
+    for key in terms:
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        axis.plot(*zip(*points), linewidth=1, label=key.split("/")[1].removesuffix("_reward"))
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("step")
+    axis.set_ylabel("mean over the step's answers")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    if out_png:
+        figure.savefig(out_png, dpi=100)
+    return figure
+
+
 def plot_per_type_f1(result: dict[str, Any], out_png: str | os.PathLike | None = None, prefix: str = ""):
     """A bar per schema type from an evaluation result's ``per_type`` breakdown (``prefix``: ``argument_`` etc.)."""
     per_type = result.get("per_type", result.get("total", {}).get("per_type", {}))
@@ -85,6 +110,90 @@ def plot_per_type_f1(result: dict[str, Any], out_png: str | os.PathLike | None =
     return figure
 
 
+_ERROR_COLOURS = {"hallucinated": "tab:red", "duplicate": "tab:pink", "type_confusion": "tab:orange",
+                  "wrong_relation": "tab:orange", "role_confusion": "tab:purple", "reversed": "tab:brown",
+                  "boundary": "tab:olive", "boundary_type": "gold", "spurious": "tab:gray", "missed": "tab:blue"}
+
+
+def plot_errors(result: dict[str, Any], out_png: str | os.PathLike | None = None, prefix: str = ""):
+    """A stacked bar per schema type: its errors by category (``evaluate --errors``; EE: ``prefix="argument_"``).
+
+    Categories that never occur are left out of the legend; each category keeps its colour in every chart.
+    """
+    per_type = result.get("per_type", result.get("total", {}).get("per_type", {}))
+    names = sorted(per_type)
+    counts = {n: per_type[n].get("errors") or {} for n in names}
+    if names and not any(counts.values()):
+        raise ValueError("the result has no error counts: evaluate with errors=True (deepke-llm evaluate --errors)")
+    keys = list(dict.fromkeys(k for n in names for k in counts[n] if k.startswith(prefix)))
+    keys = [k for k in keys if any(counts[n].get(k) for n in names)]
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(names) + 3), 3.5))
+    bottom = [0] * len(names)
+    for key in keys:
+        heights = [counts[n].get(key, 0) for n in names]
+        colour = next((c for name, c in sorted(_ERROR_COLOURS.items(), key=lambda kv: -len(kv[0]))
+                       if key.endswith(name)), "tab:cyan")  # EE keys carry their level: event_missed
+        axis.bar(names, heights, bottom=bottom, label=key[len(prefix):], color=colour)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    axis.set_ylabel(f"{prefix}errors")
+    axis.tick_params(axis="x", rotation=45)
+    if keys:
+        axis.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    figure.tight_layout()
+    if out_png:
+        figure.savefig(out_png, dpi=100)
+    return figure
+
+
+def scores_table(results: dict[str, dict[str, Any]]):
+    """One row per named evaluation result (``evaluate``'s ``total``, or a whole result): texts, parse errors and
+    the P/R/F1 of every level (``event_``/``argument_`` for EE), as a pandas DataFrame.
+
+    >>> float(scores_table({"run": {"总样本数": 2, "错误数": 0, "P": 50.0, "R": 100.0, "F1": 66.67}}).loc["run", "F1"])
+    66.67
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, result in results.items():
+        total = result.get("total", result)
+        rows[name] = {"texts": total.get("总样本数"), "parse errors": total.get("错误数"),
+                      **{k: v for k, v in total.items() if k.endswith(("P", "R", "F1")) and not isinstance(v, dict)}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def per_type_table(result: dict[str, Any], prefix: str = ""):
+    """``evaluate``'s per-type breakdown as a DataFrame: one row per type, ``tp pred gold P R F1`` of a level.
+
+    >>> table = per_type_table({"per_type": {"person": {"tp": 1, "pred": 2, "gold": 1, "P": 50.0, "R": 100.0, "F1": 66.67}}})
+    >>> table.columns.tolist(), float(table.loc["person", "F1"])
+    (['tp', 'pred', 'gold', 'P', 'R', 'F1'], 66.67)
+    """
+    import pandas as pd
+
+    per_type = result.get("per_type", result.get("total", {}).get("per_type", {}))
+    columns = ["tp", "pred", "gold", "P", "R", "F1"]
+    return pd.DataFrame([[scores.get(prefix + c) for c in columns] for scores in per_type.values()],
+                        index=pd.Index(list(per_type), name="type"), columns=columns)
+
+
+def diff_table(task: "str | Task", predicted: Any, gold: Any, **options: Any):
+    """:func:`diff_tuples` as a DataFrame, one row per item: ``level`` (``all``; ``event``/``argument`` for EE),
+    ``outcome`` (correct, false positive, missed), ``type`` and the item, counted exactly as ``evaluate`` counts:
+    the error breakdown of one text.
+
+    >>> diff_table("NER", {"person": ["Tom", "Ann"]}, [{"entity": "Tom", "entity_type": "person"}]).outcome.tolist()
+    ['correct', 'false positive']
+    """
+    import pandas as pd
+
+    rows = [(prefix.rstrip("_") or "all", _CATEGORIES[outcome][0], item.type, item.describe())
+            for prefix, groups in diff_tuples(task, predicted, gold, **options).items()
+            for outcome, items in groups.items() for item in items]
+    return pd.DataFrame(rows, columns=["level", "outcome", "type", "item"])
+
+
 # ---- extractions highlighted in their text (HTML) ------------------------------------------------------------------
 #
 # Model answers carry strings, not offsets, so a string is highlighted at every place it occurs: that is all the
@@ -92,17 +201,6 @@ def plot_per_type_f1(result: dict[str, Any], out_png: str | os.PathLike | None =
 # Overlapping highlights are drawn by cutting the text at every span boundary; each piece carries all the spans
 # covering it, so nested and crossing spans both stay visible. Every piece of text and every label is HTML-escaped:
 # texts and model outputs are user data.
-
-
-@dataclass(frozen=True)
-class Mark:
-    """One extracted string to find in the text, with the label drawn after it and the key that picks its colour."""
-
-    text: str
-    label: str
-    key: str
-    kind: str = "span"  # span, subject, object, trigger or argument: a CSS class
-    category: str = ""  # diff views: correct, fp or fn
 
 
 _CATEGORIES = {"correct": ("correct", "hsl(130, 55%, 82%)"), "fp": ("false positive", "hsl(0, 80%, 85%)"),
@@ -144,57 +242,29 @@ def _task(task: "str | Task") -> "Task":
     return get_task(task) if isinstance(task, str) else task
 
 
-def _is_event(item: tuple) -> bool:
-    return len(item) == 3 and isinstance(item[2], tuple)
-
-
-def tuple_marks(item: tuple, task: "str | Task" = "") -> list[Mark]:
-    """The strings of one tuple from ``Task.parse_output`` or ``gold_tuples``, each with its label and colour key.
-
-    >>> [(m.text, m.label) for m in tuple_marks(("Tom", "works for", "Nokia"), "RE")]
-    [('Tom', 'works for: subject'), ('Nokia', 'works for: object')]
-    """
-    if _is_event(item):  # (event type, trigger, ((argument, role), ...))
-        event_type, trigger, pairs = item
-        marks = [Mark(trigger, event_type, event_type, "trigger")] if trigger else []
-        return marks + [Mark(argument, role, role, "argument") for argument, role in pairs if argument]
-    if len(item) == 2:  # (span, type): NER entities, EET triggers
-        return [Mark(item[0], item[1], item[1], "trigger" if task and _task(task).name == "EET" else "span")]
-    head, relation, tail = item
-    if task and _task(task).name == "KG":  # (entity, attribute, value)
-        return [Mark(head, "entity", "entity", "subject"), Mark(tail, relation, relation, "object")]
-    return [Mark(head, f"{relation}: subject", relation, "subject"), Mark(tail, f"{relation}: object", relation, "object")]
-
-
-def describe(item: tuple) -> str:
-    """One tuple as a line of plain text: ``type: span``, ``head → relation → tail`` or an event with its roles."""
-    if _is_event(item):
-        roles = "; ".join(f"{role} = {argument}" for argument, role in item[2])
-        return f"{item[0]}: trigger \u201c{item[1]}\u201d" + (f" ({roles})" if roles else "")
-    if len(item) == 2:
-        return f"{item[1]}: {item[0]}"
-    return f"{item[0]} \u2192 {item[1]} \u2192 {item[2]}"
-
-
-def _occurrences(text: str, needle: str) -> list[tuple[int, int]]:
-    """Every non-overlapping occurrence of ``needle`` (character offsets, so Chinese works the same as English)."""
-    found, start = [], text.find(needle)
-    while needle and start >= 0:
-        found.append((start, start + len(needle)))
-        start = text.find(needle, start + len(needle))
-    return found
-
-
 def locate(text: str, marks: list[Mark]) -> tuple[list[tuple[int, int, Mark]], list[Mark]]:
-    """``(start, end, mark)`` for every place a mark's string occurs, and the marks whose string never occurs.
+    """``(start, end, mark)`` for every place a mark's string is, and the marks whose string is not in the text.
 
-    >>> spans, missing = locate("Tom met Tom.", [Mark("Tom", "person", "person"), Mark("Bob", "person", "person")])
+    A mention already aligned (``align.align_extractions``) is drawn where it was found; an unaligned one at every
+    place its string occurs (all that a bare answer claims), found as ``align`` finds it (exact, else normalised).
+
+    >>> spans, missing = locate("Tom met Tom.", [Mark(Mention("Tom"), "person", "person"),
+    ...                                          Mark(Mention("Bob"), "person", "person")])
     >>> [(s, e) for s, e, _ in spans], [m.text for m in missing]
     ([(0, 3), (8, 11)], ['Bob'])
     """
+    from .align import TextIndex
+
+    index = TextIndex(text)
     spans, missing = [], []
     for mark in dict.fromkeys(m for m in marks if m.text):
-        places = _occurrences(text, mark.text)
+        mention = mark.mention
+        if mention.status == "not_found":
+            places = []
+        elif mention.start is not None and mention.end is not None:
+            places = [(mention.start, mention.end)]
+        else:
+            places = index.find(mark.text)[0] if isinstance(mark.text, str) and mark.text else []
         spans += [(s, e, mark) for s, e in places]
         if not places:
             missing.append(mark)
@@ -250,10 +320,6 @@ def _as_dict(extraction: Any, lenient: bool) -> dict | None:
     return parse_json_output(extraction, lenient)
 
 
-_LIST_HEADINGS = {"NER": "Entities", "EET": "Events (type: trigger)", "RE": "Relations", "SPO": "Relations",
-                  "KG": "Entity attributes (entity \u2192 attribute \u2192 value)", "EE": "Events", "EEA": "Events"}
-
-
 def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | None = None, *,
                    rel_keys: str = "any", lenient: bool = True) -> str:
     """The text with every extracted string highlighted, as an HTML fragment (show it with ``IPython.display.HTML``).
@@ -261,7 +327,8 @@ def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | 
     Args:
         text: the source text.
         task: a task name (``NER``, ``RE``, ``SPO``, ``EE``, ``EET``, ``EEA``, ``KG``) or a :class:`Task`.
-        extraction: the model's answer in the task's output format, as a dict or as the raw output string.
+        extraction: typed extractions (``extract``'s result), or the model's answer in the task's output format,
+            as a dict or as the raw output string.
         title: a heading above the text.
         rel_keys, lenient: as in ``evaluate`` (``lenient`` also reads fenced or slightly broken JSON).
 
@@ -274,36 +341,22 @@ def highlight_html(text: str, task: "str | Task", extraction: Any, title: str | 
     (True, True, True)
     """
     task_obj = _task(task)
-    parsed = _as_dict(extraction, lenient)
-    if parsed is None:
-        note = '<div class="dk-note">the output is not a JSON object; nothing to highlight</div>'
-        return _frame(title, f'<div class="dk-text">{escape(text)}</div>{note}')
-    items = task_obj.parse_output(parsed, rel_keys)
-    spans, missing = locate(text, [m for item in items for m in tuple_marks(item, task_obj)])
+    if isinstance(extraction, list):
+        items = extraction
+    else:
+        parsed = _as_dict(extraction, lenient)
+        if parsed is None:
+            note = '<div class="dk-note">the output is not a JSON object; nothing to highlight</div>'
+            return _frame(title, f'<div class="dk-text">{escape(text)}</div>{note}')
+        items = task_obj.parse_output(parsed, rel_keys)
+    spans, missing = locate(text, [m for item in items for m in item.marks()])
     body = (f'<div class="dk-text">{_render_text(text, spans)}</div>'
-            + _list(_LIST_HEADINGS.get(task_obj.name, "Extractions"), [describe(i) for i in items])
+            + _list(task_obj.heading, [i.describe() for i in items])
             + _list("Not in text", [f"{m.label}: {m.text}" for m in missing], "dk-missing"))
     return _frame(title, body)
 
 
-def _level_marks(prefix: str, item: tuple, task: "Task") -> list[Mark]:
-    """Marks of one scored item: EE's levels score ``(type, trigger)`` and ``(type, argument, role)``."""
-    if prefix == "event_":
-        return [Mark(item[1], item[0], item[0], "trigger")] if item[1] else []
-    if prefix == "argument_":
-        return [Mark(item[1], f"{item[2]} ({item[0]})", item[2], "argument")]
-    return tuple_marks(item, task)
-
-
-def _level_describe(prefix: str, item: tuple) -> str:
-    if prefix == "event_":
-        return f"{item[0]}: trigger \u201c{item[1]}\u201d"
-    if prefix == "argument_":
-        return f"{item[0]}: {item[2]} = {item[1]}"
-    return describe(item)
-
-
-def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[tuple]:
+def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[Extraction]:
     """Gold tuples from a record's ``label`` (list or JSON string) or from an answer-shaped dict."""
     if isinstance(gold, str):
         gold = json.loads(gold)
@@ -311,7 +364,7 @@ def _gold_items(task: "Task", gold: Any, rel_keys: str) -> list[tuple]:
 
 
 def diff_tuples(task: "str | Task", predicted: Any, gold: Any, *, rel_keys: str = "any", match_mode: str = "normal",
-                lenient: bool = False) -> dict[str, dict[str, list[tuple]]]:
+                lenient: bool = False) -> dict[str, dict[str, list[Extraction]]]:
     """Correct, false-positive and false-negative items per scoring level, counted exactly as ``evaluate`` counts.
 
     ``predicted`` is an answer (dict or raw output string; one that does not parse predicts nothing, as a parse
@@ -321,8 +374,8 @@ def diff_tuples(task: "str | Task", predicted: Any, gold: Any, *, rel_keys: str 
 
     >>> d = diff_tuples("NER", {"person": ["Tom", "Ann"]}, [{"entity": "Tom", "entity_type": "person"},
     ...                                                   {"entity": "Paris", "entity_type": "location"}])
-    >>> d[""]["correct"], d[""]["fp"], d[""]["fn"]
-    ([('Tom', 'person')], [('Ann', 'person')], [('Paris', 'location')])
+    >>> [[e.describe() for e in d[""][k]] for k in ("correct", "fp", "fn")]
+    [['person: Tom'], ['person: Ann'], ['location: Paris']]
     """
     task_obj = _task(task)
     parsed = _as_dict(predicted, lenient)
@@ -348,13 +401,13 @@ def diff_html(text: str, task: "str | Task", predicted: Any, gold: Any, title: s
     """
     task_obj = _task(task)
     diff = diff_tuples(task_obj, predicted, gold, rel_keys=rel_keys, match_mode=match_mode, lenient=lenient)
-    marks, lists, missing = [], [], []
+    marks, lists = [], []
     for prefix, groups in diff.items():
         level = {"event_": "events: ", "argument_": "arguments: "}.get(prefix, "")
         for category, items in groups.items():
             for item in items:
-                marks += [replace(m, category=category) for m in _level_marks(prefix, item, task_obj)]
-            lists.append(_list(level + _CATEGORIES[category][0], [_level_describe(prefix, i) for i in items],
+                marks += [replace(m, category=category) for m in item.marks()]
+            lists.append(_list(level + _CATEGORIES[category][0], [i.describe() for i in items],
                                f"dk-{category}"))
     spans, not_found = locate(text, marks)
     note = "" if _as_dict(predicted, lenient) is not None else \

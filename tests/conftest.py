@@ -1,4 +1,8 @@
-"""Shared fixtures: paths to the repository's data and to the upstream reference files beside the checkout."""
+"""Shared fixtures: paths to the repository's data; tiny models and converted files built once per session.
+
+Upstream's behaviour is pinned by the recorded files in ``tests/fixtures/upstream`` (``tests/upstream_fixtures.py``);
+no test reads anything outside the repository.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,6 @@ __all__ = ["openai_server", "tiny_answerer"]  # fixtures of the local OpenAI-com
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-REFERENCE = ROOT.parent / "shared" / "reference" / "instructkgc" / "data"
-
-
-@pytest.fixture
-def reference_data() -> Path:
-    """Upstream's sample files (../shared/reference); skipped where the checkout has no shared/ beside it."""
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference is not beside this checkout")
-    return REFERENCE
 
 
 def write_lines(path: Path, records) -> Path:

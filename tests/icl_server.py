@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from deepke_llm_core.icl import EngineOptions, create_engine
+from deepke_llm_core.engines import EngineOptions, create_engine
 
 SECRET = "sk-test-SECRET-0123456789"
 
@@ -22,31 +22,30 @@ class TinyAnswerer:
     """Chat messages -> text from the tiny model (serialized: one generation at a time, one CPU thread)."""
 
     def __init__(self, model_path):
-        from deepke_llm_core.models import load_model_and_tokenizer
+        from deepke_llm_core.engines import TransformersEngine
 
-        self.model, self.tokenizer = load_model_and_tokenizer(str(model_path))
+        self.engine = TransformersEngine.load(str(model_path))
+        self.tokenizer = self.engine.tokenizer
         self.lock = threading.Lock()
 
     def __call__(self, body: dict) -> tuple[str, int, int]:
         import torch
 
-        from deepke_llm_core.encoding import encode
-        from deepke_llm_core.predict.hf import HFEngine
+        from deepke_llm_core.engines import Sampling
 
         temperature = float(body.get("temperature") or 0.0)
         max_tokens = min(int(body.get("max_tokens") or 8), 8)
-        text = self.tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
-        ids = encode(self.tokenizer, text)
+        ids = self.engine.encode(body["messages"])
         seed = int(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8], 16)
         with self.lock, torch.random.fork_rng(devices=[]):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             torch.manual_seed(seed)
             try:
-                answer = HFEngine(self.model, self.tokenizer, "auto", max_tokens, temperature, 1.0).generate([ids])[0]
+                completion = self.engine.generate_ids([ids], Sampling(temperature, 1.0, max_tokens))[0]
             finally:
                 torch.set_num_threads(threads)
-        return answer, len(ids), len(encode(self.tokenizer, answer))
+        return completion.text, len(ids), completion.completion_tokens
 
 
 class FakeOpenAI:

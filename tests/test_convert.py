@@ -1,4 +1,9 @@
-"""``deepke-llm convert``: byte compatibility, upstream equivalence, every task and both splits, bad input."""
+"""``deepke-llm convert``: byte compatibility, upstream equivalence, every task and both splits, bad input.
+
+Inputs are ours (``tests/fixtures/upstream/convert/inputs``); "upstream" below means upstream's converter run on
+them once and recorded beside them (``tests/fixtures/upstream/README.md``), so nothing outside the repository is
+read.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,8 @@ from deepke_llm_core.io import DataError
 from deepke_llm_core.schema import load_schema
 from deepke_llm_core.tasks import TASKS, get_task
 from tests.conftest import read_lines, write_lines
+from tests.upstream_fixtures import SPLIT_NUM, by_text, order_blind_lines, raw_input, recorded, schema_file
 from tests.upstream_oracle import oracle_train_lines
-
-GOLDEN = Path(__file__).parent / "golden"
-SPLIT_NUM = {"NER": 6, "RE": 4, "SPO": 4, "EE": 4, "EET": 4, "EEA": 4, "KG": 1}
 
 
 def convert(tmp_path, src, task, split="train", schema=None, **kw) -> Path:
@@ -31,80 +34,133 @@ def convert(tmp_path, src, task, split="train", schema=None, **kw) -> Path:
 
 # ---- the worked examples of SPEC §1.13, verbatim ---------------------------------------------------------------
 
-def test_ner_worked_example_is_byte_identical(tmp_path, reference_data):
-    out = convert(tmp_path, reference_data / "NER" / "sample.json", "NER", schema=reference_data / "NER" / "schema.json", language="zh")
+SPEC_NER_RECORD = {"text": "相比之下，青岛海牛队和广州松日队的雨中之战虽然也是0∶0，但乏善可陈。", "entity": [
+    {"entity": "广州松日队", "entity_type": "组织机构"}, {"entity": "青岛海牛队", "entity_type": "组织机构"}]}
+
+
+def test_ner_worked_example_is_byte_identical(tmp_path):
+    src = write_lines(tmp_path / "NER" / "sample.json", [SPEC_NER_RECORD])
+    schema = tmp_path / "schema.json"
+    schema.write_text('["人物", "地理位置", "组织机构"]\n[]\n{}\n', encoding="utf-8")
+    out = convert(tmp_path, src, "NER", schema=schema, language="zh")
     expected = (
         '{"task": "NER", "source": "NER", "instruction": "{\\"instruction\\": \\"你是专门进行实体抽取的专家。请从input中抽取出符合schema定义的实体，'
         '不存在的实体类型返回空列表。请按照JSON字符串的格式回答。\\", \\"schema\\": [\\"人物\\", \\"地理位置\\", \\"组织机构\\"], \\"input\\": '
         '\\"相比之下，青岛海牛队和广州松日队的雨中之战虽然也是0∶0，但乏善可陈。\\"}", "output": "{\\"人物\\": [], \\"地理位置\\": [], '
         '\\"组织机构\\": [\\"广州松日队\\", \\"青岛海牛队\\"]}"}'
     )
-    assert out.read_text(encoding="utf-8").splitlines()[1] == expected
+    assert out.read_text(encoding="utf-8").splitlines() == [expected]
 
 
-def test_re_worked_example_chunk(tmp_path, reference_data):
-    out = convert(tmp_path, reference_data / "RE" / "sample.json", "RE", schema=reference_data / "RE" / "schema.json", relation_keys="head_tail")
-    second = read_lines(out)[1]
-    assert json.loads(second["instruction"])["schema"] == ["主演", "主角", "人口数量", "作曲"]
-    assert second["output"] == '{"主演": [{"head": "喜剧之王", "tail": "周星驰"}], "主角": [], "人口数量": [], "作曲": []}'
+def test_re_chunking_of_nine_relations_into_four_and_five(tmp_path):
+    out = convert(tmp_path, raw_input("RE"), "RE", schema=schema_file("RE"), relation_keys="head_tail")
+    first, second = read_lines(out)[:2]
+    assert json.loads(first["instruction"])["schema"] == ["丈夫", "主演", "作者", "出生地"]
+    assert json.loads(second["instruction"])["schema"] == ["创始人", "妻子", "导演", "总部地点", "所属国家"]
+    assert second["output"] == ('{"创始人": [{"head": "阿里巴巴", "tail": "马云"}], "妻子": [], "导演": [], '
+                                '"总部地点": [{"head": "阿里巴巴", "tail": "杭州"}], "所属国家": []}')
 
 
-def test_test_id_is_sha256_of_text(tmp_path, reference_data):
-    out = convert(tmp_path, reference_data / "NER" / "sample.json", "NER", split="test", schema=reference_data / "NER" / "schema.json")
+def test_test_id_is_sha256_of_text(tmp_path):
+    out = convert(tmp_path, raw_input("NER"), "NER", split="test", schema=schema_file("NER"))
     first = read_lines(out)[0]
-    assert first["id"] == "c74ee8e56fe5f2416ba737f8756c0d1001835fbe5412f1e4192040e94bb7d2e8"
+    assert first["id"] == "b7d673da6c4a840df1aaab570ae368ecdfdd0c5c4cc062565f235a48af136997"  # upstream's stable_hash
+    assert first["id"] == read_lines(recorded("NER", "zh", "test"))[0]["id"]
     assert list(first) == ["id", "task", "source", "instruction", "label"]
 
 
 # ---- byte compatibility with upstream's deterministic case ------------------------------------------------------
 
+DETERMINISTIC = ["NER", "RE", "SPO", "EET", "KG"]  # upstream's sorted training output does not depend on set order
+
+
 @pytest.mark.parametrize("language", ["zh", "en"])
-@pytest.mark.parametrize("task", ["NER", "RE", "SPO", "EET", "KG"])
-def test_sorted_train_output_is_byte_identical_to_upstream_rules(tmp_path, reference_data, task, language):
-    src, schema = reference_data / task / "sample.json", reference_data / task / "schema.json"
+@pytest.mark.parametrize("task", DETERMINISTIC)
+def test_sorted_train_output_is_byte_identical_to_upstream(tmp_path, task, language):
+    src, schema = raw_input(task, language), schema_file(task, language)
     out = convert(tmp_path, src, task, schema=schema, language=language, relation_keys="head_tail")
-    records = [json.loads(l) for l in src.read_text(encoding="utf-8").splitlines() if l.strip()]
-    schema_lines = [json.loads(l) for l in schema.read_text(encoding="utf-8").splitlines() if l.strip()]
+    records = read_lines(src)
+    schema_lines = read_lines(schema)
     expected = oracle_train_lines(task, records, schema_lines, language, SPLIT_NUM[task], task)
     produced = out.read_bytes()
     assert produced == ("\n".join(expected) + "\n").encode("utf-8")
-    assert produced == (GOLDEN / f"{task}.{language}.train.json").read_bytes()
+    assert produced == recorded(task, language, "train").read_bytes()
 
 
-# ---- semantic equality with the files upstream shipped (made by an older, randomised converter) -----------------
-
-def _normal(value):
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return sorted(json.dumps(_normal(v), ensure_ascii=False, sort_keys=True) for v in value)
-    return value
-
-
-def _by_text(path: Path, split: str) -> dict:
-    """Per input text: the multiset of schema entries over all chunks, and the merged answer or the label."""
-    found: dict = {}
-    for rec in read_lines(path):
-        instruction = json.loads(rec["instruction"])
-        entry = found.setdefault(instruction["input"], {"schema": [], "answer": {}})
-        entry["schema"] += [json.dumps(_normal(s), ensure_ascii=False, sort_keys=True) for s in instruction["schema"]]
-        if split == "train":
-            for key, value in json.loads(rec["output"]).items():
-                previous = entry["answer"].get(key)
-                entry["answer"][key] = previous + value if isinstance(previous, list) else value
-        else:
-            entry["answer"] = json.loads(rec["label"])
-    return {text: (sorted(e["schema"]), _normal(e["answer"])) for text, e in found.items()}
+@pytest.mark.parametrize("variant, options", [("train.neg0", {"neg_schema": 0}), ("train.split-1", {"split_num": -1})])
+@pytest.mark.parametrize("language", ["zh", "en"])
+@pytest.mark.parametrize("task", ["NER", "RE", "SPO", "EET"])
+def test_positives_only_and_unsplit_training_files_are_byte_identical_to_upstream(tmp_path, task, language, variant, options):
+    out = convert(tmp_path, raw_input(task, language), task, schema=schema_file(task, language), language=language,
+                  relation_keys="head_tail", **options)
+    assert out.read_bytes() == recorded(task, language, variant).read_bytes()
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
+# ---- equality with upstream up to the order it took from Python sets ---------------------------------------------
+
+@pytest.mark.parametrize("variant, options", [("train", {}), ("train.split-1", {"split_num": -1})])
+@pytest.mark.parametrize("language", ["zh", "en"])
+@pytest.mark.parametrize("task", ["EE", "EEA"])
+def test_event_training_files_match_upstream_up_to_role_order(tmp_path, task, language, variant, options):
+    out = convert(tmp_path, raw_input(task, language), task, schema=schema_file(task, language), language=language, **options)
+    assert order_blind_lines(out) == order_blind_lines(recorded(task, language, variant))
+    assert len(read_lines(out)) == len(read_lines(recorded(task, language, variant)))
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
 @pytest.mark.parametrize("task", list(TASKS))
-def test_every_task_matches_upstreams_shipped_files_up_to_order(tmp_path, reference_data, task, split):
-    out = convert(tmp_path, reference_data / task / "sample.json", task, split=split, schema=reference_data / task / "schema.json",
-                  relation_keys="head_tail", legacy_spo_instruction=task == "SPO")
-    ours, theirs = _by_text(out, split), _by_text(reference_data / task / f"{split}.json", split)
-    assert ours == theirs
-    assert len(read_lines(out)) == len(read_lines(reference_data / task / f"{split}.json"))
+def test_every_test_file_matches_upstream_up_to_schema_order(tmp_path, task, language):
+    out = convert(tmp_path, raw_input(task, language), task, split="test", schema=schema_file(task, language),
+                  language=language, relation_keys="head_tail")
+    assert by_text(out) == by_text(recorded(task, language, "test"))
+    assert len(read_lines(out)) == len(read_lines(recorded(task, language, "test")))
+
+
+def test_eea_event_with_empty_trigger_is_asked_with_trigger_nan_as_upstream(tmp_path):
+    """Upstream lists an empty trigger as "" in the schema and answers it as NAN (as EE does); it used to be dropped."""
+    out = convert(tmp_path, raw_input("EEA"), "EEA", schema=schema_file("EEA"))
+    ours = [r for r in read_lines(out) if "身亡" in json.loads(r["instruction"])["input"]]
+    theirs = [r for r in read_lines(recorded("EEA", "zh", "train")) if "身亡" in json.loads(r["instruction"])["input"]]
+    assert len(ours) == len(theirs) == 1
+    assert json.loads(ours[0]["instruction"])["schema"][0]["trigger"] == [""]
+    assert json.loads(ours[0]["output"]) == json.loads(theirs[0]["output"]) == {
+        "人生-死亡": [{"trigger": "NAN", "arguments": {"时间": "昨日", "死者": "该男子", "地点": "NAN"}}]}
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_kg_split_num_minus_one_has_no_empty_chunk_unlike_upstream(tmp_path, language):
+    """Documented difference (README): upstream's KG writes an empty-schema chunk with output {} before each record."""
+    out = convert(tmp_path, raw_input("KG", language), "KG", schema=schema_file("KG", language), language=language, split_num=-1)
+    theirs = recorded("KG", language, "train.split-1").read_text(encoding="utf-8").splitlines()
+    empty = [line for line in theirs if json.loads(json.loads(line)["instruction"])["schema"] == []]
+    assert len(empty) == len(theirs) // 2 == len(read_lines(raw_input("KG", language)))
+    assert all(json.loads(line)["output"] == "{}" for line in empty)
+    assert out.read_text(encoding="utf-8").splitlines() == [line for line in theirs if line not in empty]
+    assert out.read_bytes() == recorded("KG", language, "train").read_bytes()  # split_num 1 and -1 agree for KG
+
+
+def _without_empty_schema(lines: list[str]) -> list[str]:
+    """Lines that ask for something: a non-empty schema whose items are not all attribute-less (KG)."""
+    def asks(line: str) -> bool:
+        schema = [json.loads(item) for item in json.loads(line)["instruction"]["schema"]]
+        return bool(schema) and not all(item.get("attributes") == [] for item in schema)
+
+    return [line for line in lines if asks(line)]
+
+
+@pytest.mark.parametrize("task", ["EE", "EEA", "KG"])
+def test_positives_only_training_files_match_upstream_but_for_empty_instructions(tmp_path, task):
+    """With --neg_schema 0 every positive event type is asked with all its roles (EEA: every distinct trigger), as
+    upstream does.
+
+    The one difference, deliberate and listed in the README: for a record with nothing to extract, upstream's EE
+    and KG write an instruction with an empty schema (KG: no attributes) and an empty answer; ours write none (it teaches nothing,
+    and upstream's NER/RE/SPO/EET write none either).
+    """
+    out = convert(tmp_path, raw_input(task), task, schema=schema_file(task), neg_schema=0)
+    ours, theirs = order_blind_lines(out), order_blind_lines(recorded(task, "zh", "train.neg0"))
+    assert ours == _without_empty_schema(theirs)
+    assert len(theirs) - len(ours) == (0 if task == "EEA" else 1)  # EEA drops event-less records in both
 
 
 # ---- chunking, options and modes -----------------------------------------------------------------------------
@@ -121,14 +177,14 @@ def test_test_split_keeps_short_lists_whole_and_rejects_bad_split_num():
         chunk_items([1], 0)
 
 
-def test_relation_keys_default_to_subject_object(tmp_path, reference_data):
-    out = convert(tmp_path, reference_data / "RE" / "sample.json", "RE", schema=reference_data / "RE" / "schema.json")
+def test_relation_keys_default_to_subject_object(tmp_path):
+    out = convert(tmp_path, raw_input("RE"), "RE", schema=schema_file("RE"))
     outputs = [json.loads(r["output"]) for r in read_lines(out)]
-    assert {"subject": "喜剧之王", "object": "周星驰"} in [v for o in outputs for vs in o.values() for v in vs]
+    assert {"subject": "阿里巴巴", "object": "马云"} in [v for o in outputs for vs in o.values() for v in vs]
 
 
-def test_random_sort_and_sampling_are_seeded_and_worker_independent(tmp_path, reference_data):
-    src, schema = reference_data / "RE" / "sample.json", reference_data / "RE" / "schema.json"
+def test_random_sort_and_sampling_are_seeded_and_worker_independent(tmp_path):
+    src, schema = raw_input("RE"), schema_file("RE")
     kw = dict(schema=schema, random_sort=True, neg_schema=0.5)
     one = convert(tmp_path, src, "RE", seed=7, **kw).read_bytes()
     again = convert(tmp_path, src, "RE", seed=7, **kw).read_bytes()
@@ -140,21 +196,21 @@ def test_random_sort_and_sampling_are_seeded_and_worker_independent(tmp_path, re
     assert one != sorted_out
 
 
-def test_neg_schema_zero_keeps_positives_only(tmp_path, reference_data):
-    out = convert(tmp_path, reference_data / "NER" / "sample.json", "NER", schema=reference_data / "NER" / "schema.json", neg_schema=0)
+def test_neg_schema_zero_keeps_positives_only(tmp_path):
+    out = convert(tmp_path, raw_input("NER"), "NER", schema=schema_file("NER"), neg_schema=0)
     records = read_lines(out)
-    with_entities = [r for r in read_lines(reference_data / "NER" / "sample.json") if r["entity"]]
+    with_entities = [r for r in read_lines(raw_input("NER")) if r["entity"]]
     assert 0 < len(with_entities) < 6 and len(records) == len(with_entities)  # the others yield no instruction
     for rec in records:
         assert all(v for v in json.loads(rec["output"]).values())
 
 
-def test_workers_keep_input_order_on_a_larger_file(tmp_path, reference_data):
-    lines = (reference_data / "SPO" / "sample.json").read_text(encoding="utf-8").splitlines() * 300
+def test_workers_keep_input_order_on_a_larger_file(tmp_path):
+    lines = raw_input("SPO").read_text(encoding="utf-8").splitlines() * 300
     src = tmp_path / "big" / "SPO" / "sample.json"
     src.parent.mkdir(parents=True)
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    schema = reference_data / "SPO" / "schema.json"
+    schema = schema_file("SPO")
     assert convert(tmp_path, src, "SPO", schema=schema, workers=2).read_bytes() == convert(tmp_path, src, "SPO", schema=schema).read_bytes()
 
 
@@ -170,25 +226,24 @@ def test_legacy_spo_sentence_and_collision_merge(tmp_path):
     assert json.loads(rec["output"]) == {"作者": [{"subject": "乙", "object": "甲"}, {"subject": "丙", "object": "甲"}]}
 
 
-def test_cluster_mode_uses_hard_negatives(tmp_path, reference_data):
+def test_cluster_mode_uses_hard_negatives(tmp_path):
     hard = tmp_path / "hard.json"
-    hard.write_text(json.dumps({"主演": ["导演", "编剧"]}, ensure_ascii=False), encoding="utf-8")
+    hard.write_text(json.dumps({"主演": ["导演", "作者"]}, ensure_ascii=False), encoding="utf-8")
     src = write_lines(tmp_path / "d" / "RE" / "s.json", [{"text": "《喜剧之王》周星驰主演", "relation": [{"head": "喜剧之王", "relation": "主演", "tail": "周星驰"}]}])
-    out = convert(tmp_path, src, "RE", schema=reference_data / "RE" / "schema.json", cluster_mode=True, hard_negative_path=str(hard))
+    out = convert(tmp_path, src, "RE", schema=schema_file("RE"), cluster_mode=True, hard_negative_path=str(hard))
     schema_items = [s for r in read_lines(out) for s in json.loads(r["instruction"])["schema"]]
-    assert {"主演", "导演", "编剧"} <= set(schema_items)
+    assert {"主演", "导演", "作者"} <= set(schema_items)
     assert len(schema_items) == 3 + 4  # positives + hard negatives + split_num random others
 
 
 # ---- test split without annotations, InstructIE records, schema collection --------------------------------------
 
 @pytest.mark.parametrize("task", list(TASKS))
-def test_test_split_works_without_annotations(tmp_path, reference_data, task):
+def test_test_split_works_without_annotations(tmp_path, task):
     field = get_task(task).annotation_field
-    raw = [{k: v for k, v in json.loads(l).items() if k != field}
-           for l in (reference_data / task / "sample.json").read_text(encoding="utf-8").splitlines() if l.strip()]
+    raw = [{k: v for k, v in r.items() if k != field} for r in read_lines(raw_input(task))]
     src = write_lines(tmp_path / "d" / task / "sample.json", raw)
-    records = read_lines(convert(tmp_path, src, task, split="test", schema=reference_data / task / "schema.json"))
+    records = read_lines(convert(tmp_path, src, task, split="test", schema=schema_file(task)))
     assert records and all("label" not in r for r in records)
     assert {r["id"] for r in records} == {hashlib.sha256(r["text"].encode()).hexdigest() for r in raw}
 
@@ -224,19 +279,19 @@ def test_instructie_records_convert_and_collect_their_schema(tmp_path, task):
         assert Counter(parsed) == Counter(task_obj.gold_tuples(raw["relation"]))
 
 
-def test_schema_json_object_form_equals_three_line_form(tmp_path, reference_data):
-    three = load_schema(reference_data / "EE" / "schema.json")
+def test_schema_json_object_form_equals_three_line_form(tmp_path):
+    three = load_schema(schema_file("EE"))
     obj = tmp_path / "schema.json"
     obj.write_text(json.dumps({"type_list": three.types, "role_list": three.roles, "type_role_dict": three.type_roles},
                               ensure_ascii=False, indent=2), encoding="utf-8")
     assert load_schema(obj) == three
 
 
-def test_source_defaults_to_parent_folder_and_bare_file_names_work(tmp_path, reference_data, monkeypatch):
+def test_source_defaults_to_parent_folder_and_bare_file_names_work(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "s.json").write_text((reference_data / "NER" / "sample.json").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "s.json").write_text(raw_input("NER").read_text(encoding="utf-8"), encoding="utf-8")
     assert main(["convert", "--src_path", "s.json", "--tgt_path", "o.json", "--schema_path",
-                 str(reference_data / "NER" / "schema.json"), "--split_num", "6"]) == 0
+                 str(schema_file("NER")), "--split_num", "6"]) == 0
     assert read_lines(tmp_path / "o.json")[0]["source"] == tmp_path.name
 
 
@@ -252,23 +307,24 @@ BAD = [
 
 
 @pytest.mark.parametrize("name,line,message", BAD, ids=[b[0] for b in BAD])
-def test_bad_records_raise_located_errors(tmp_path, reference_data, name, line, message):
+def test_bad_records_raise_located_errors(tmp_path, name, line, message):
     src = tmp_path / "d" / "NER" / "bad.json"
     src.parent.mkdir(parents=True)
     src.write_text((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n", encoding="utf-8")
     with pytest.raises(DataError) as info:
-        convert(tmp_path, src, "NER", schema=reference_data / "NER" / "schema.json")
+        convert(tmp_path, src, "NER", schema=schema_file("NER"))
     assert str(info.value) == f"{src}{message}"
     assert not list(tmp_path.glob("NER.train.*")), "no partial output is left behind"
 
 
-def test_skip_invalid_reports_counts_and_reasons(tmp_path, reference_data, capsys):
-    good = (reference_data / "NER" / "sample.json").read_text(encoding="utf-8").splitlines()
+def test_skip_invalid_reports_counts_and_reasons(tmp_path, capsys):
+    good = raw_input("NER", "en").read_text(encoding="utf-8").splitlines()  # 7 types, split_num 6: one chunk each
     src = tmp_path / "d" / "NER" / "mixed.json"
     src.parent.mkdir(parents=True)
     src.write_text("\n".join([good[0], "oops", good[1], '{"entity": []}', '{"text": "x", "entity": [{"entity": "x", "entity_type": "y"}]}']) + "\n", encoding="utf-8")
     out = tmp_path / "o.json"
-    args = ["convert", "--src_path", str(src), "--tgt_path", str(out), "--schema_path", str(reference_data / "NER" / "schema.json"), "--split_num", "6"]
+    args = ["convert", "--src_path", str(src), "--tgt_path", str(out), "--schema_path", str(schema_file("NER", "en")),
+            "--split_num", "6", "--language", "en"]
     assert main(args) == 2
     assert f"{src}:2: not valid JSON" in capsys.readouterr().err
     assert main(args + ["--skip_invalid"]) == 0
@@ -291,7 +347,7 @@ def test_bad_schema_files_name_the_line(tmp_path, content, message):
         load_schema(path)
 
 
-def test_training_record_without_annotation_is_an_error(tmp_path, reference_data):
+def test_training_record_without_annotation_is_an_error(tmp_path):
     src = write_lines(tmp_path / "d" / "RE" / "s.json", [{"text": "x"}])
     with pytest.raises(DataError, match="relation: missing; a training record needs its annotation"):
-        convert(tmp_path, src, "RE", schema=reference_data / "RE" / "schema.json")
+        convert(tmp_path, src, "RE", schema=schema_file("RE"))

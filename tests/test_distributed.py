@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # real multi-process runs: part of `make test`, not of `make test-fast`
+
 
 def free_port() -> int:
     with socket.socket() as s:

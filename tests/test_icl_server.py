@@ -14,8 +14,6 @@ import pytest
 
 from deepke_llm_core.icl import EndpointError, EngineOptions, Sampling, create_engine
 
-SECRET = "sk-test-SECRET-0123456789"
-
 from .icl_server import SECRET, api_engine
 
 
@@ -84,5 +82,8 @@ def test_deepseek_engine_and_key_from_environment(openai_server, monkeypatch):
 def test_missing_key_is_a_clear_error(monkeypatch):
     for name in ("OPENAI_API_KEY", "DEEPKE_API_KEY", "DEEPSEEK_API_KEY"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ValueError, match="needs an API key: pass --api_key or set OPENAI_API_KEY or DEEPKE_API_KEY"):
-        create_engine("ChatGPT", EngineOptions(base_url="http://127.0.0.1:9/v1"))
+        create_engine("ChatGPT", EngineOptions())
+    # A self-hosted endpoint given by --base_url may take no key (vLLM, transformers serve): "EMPTY" is sent.
+    assert create_engine("ChatGPT", EngineOptions(base_url="http://127.0.0.1:9/v1"))._key == "EMPTY"

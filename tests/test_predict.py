@@ -60,8 +60,13 @@ def test_resume_after_a_kill_gives_the_uninterrupted_file(tiny_qwen, ner_files, 
     expected = (tmp_path / "full.json").read_bytes()
     lines = expected.decode("utf-8").splitlines(keepends=True)
     # killed mid-run: three records written, half a fourth, and one out-of-order batch in the side file
+    from deepke_llm_core.predict.writer import record_hash
+
     (tmp_path / "part.json").write_text("".join(lines[:3]) + lines[3][:40], encoding="utf-8")
-    (tmp_path / "part.json.pending").write_text(json.dumps({"index": 6, "output": json.loads(lines[6])["output"]}) + "\n{\"ind",
+    (tmp_path / "part.json.run").write_bytes((tmp_path / "full.json.run").read_bytes())
+    inputs = read_lines(ner_files["test"])
+    (tmp_path / "part.json.pending").write_text(json.dumps({"index": 6, "hash": record_hash(inputs[6]),
+                                                            "output": json.loads(lines[6])["output"]}) + "\n{\"ind",
                                                 encoding="utf-8")
     stats = infer(tiny_qwen, ner_files["test"], tmp_path / "part.json", batch_size=2)
     assert stats["already_done"] == 4 and stats["generated"] == len(lines) - 4

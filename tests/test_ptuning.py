@@ -44,7 +44,7 @@ def test_hf_engine_generates_with_the_virtual_tokens(prompts_and_tokenizer, ptun
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from deepke_llm_core.predict.hf import HFEngine
+    from deepke_llm_core.engines import Sampling, TransformersEngine
 
     prompts, tokenizer = prompts_and_tokenizer
     torch.manual_seed(0)
@@ -52,14 +52,15 @@ def test_hf_engine_generates_with_the_virtual_tokens(prompts_and_tokenizer, ptun
     method = FinetuningArguments(finetuning_type="p_tuning", ptuning_type=ptuning_type, num_virtual_tokens=8)
     config = peft_config(base, ModelArguments(model_name_or_path=str(tiny_base_path())), method)
     model = get_peft_model(base, config).eval()
-    engine = HFEngine(model, tokenizer, "auto", max_new_tokens=MAX_NEW_TOKENS)
+    engine = TransformersEngine(model, tokenizer, "auto")
+    sampling = Sampling(max_tokens=MAX_NEW_TOKENS)
     assert len({len(p) for p in prompts}) > 1, "prompts of different lengths, so that the batch below is padded"
-    alone = [engine.generate([p])[0] for p in prompts]
-    assert engine.generate(prompts) == alone  # left padding changes nothing
+    alone = [engine.generate_ids([p], sampling)[0].text for p in prompts]
+    assert [c.text for c in engine.generate_ids(prompts, sampling)] == alone  # left padding changes nothing
     for prompt, text in zip(prompts, alone):
         ids = torch.tensor([prompt])
         with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **engine.generation,
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **engine._settings(sampling, MAX_NEW_TOKENS),
                                  output_logits=True, return_dict_in_generate=True)
         new = out.sequences[0, len(prompt):].tolist()
         expected = logits_without_cache(model, prompt, new)

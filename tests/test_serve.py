@@ -1,10 +1,15 @@
-"""``deepke_llm_core.serve`` on the committed tiny IE base, called through the real openai SDK and the ICL engines.
+"""``deepke-llm serve`` and the package's own server on the committed tiny IE base, through the real openai SDK.
 
-Proves: greedy answers equal what ``predict/hf.py``'s engine generates locally for the same prompt, and what
-``deepke-llm infer`` writes for the same records; ``max_tokens``, ``stop``, ``temperature``/``seed`` and ``usage``
-behave as the OpenAI API documents; bad requests get a 4xx with a message naming the field; concurrent requests
-are all answered; a base plus a LoRA adapter is served as it loads in-process; ``deepke-llm serve`` starts, answers
-and stops on Ctrl-C.
+The launcher (``serve.py``): ``deepke-llm serve`` runs ``transformers serve`` and its greedy answers equal the
+transformers engine's; an adapter trained with a legacy template is merged and served with that template, and
+answers as base + adapter do in-process; every legacy template renders through the generated chat template exactly
+as ``render_prompt`` renders it; the vLLM command and the refusals are checked without a GPU.
+
+The builtin server (``builtin_server.py``): greedy answers equal what the transformers engine generates locally and
+what ``deepke-llm infer`` writes; ``max_tokens``, ``stop``, ``temperature``/``seed`` and ``usage`` behave as the
+OpenAI API documents; bad requests get a 4xx naming the field; concurrent requests are all answered; a base plus a
+LoRA adapter is served as it loads in-process; the transport refuses a negative ``Content-Length``, times out a
+client that sends less than it declared, answers 50 simultaneous connections, and drains a body before its 413.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deepke_llm_core.serve import ChatModel, parse_chat_request, start_server
+from deepke_llm_core import builtin_server
+from deepke_llm_core.serve import (ChatModel, legacy_chat_template, parse_chat_request, start_server,
+                                   vllm_serve_command)
 from deepke_llm_core.tiny_base import tiny_base_path
 
 from .conftest import ROOT, read_lines, write_lines
@@ -58,16 +65,14 @@ def url(chat_model):
 
 @pytest.fixture(scope="module")
 def local_hf():
-    """The same base, loaded separately, generating with predict/hf.py's engine (no server involved)."""
-    from deepke_llm_core.encoding import encode
-    from deepke_llm_core.models import load_model_and_tokenizer
-    from deepke_llm_core.predict.hf import HFEngine
+    """The same base, loaded separately, generating with the transformers engine (no server involved)."""
+    from deepke_llm_core.engines import Sampling, TransformersEngine
 
-    model, tokenizer = load_model_and_tokenizer(str(tiny_base_path()))
+    engine = TransformersEngine.load(tiny_base_path())
 
     def generate(messages, max_tokens=128):
-        ids = encode(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        return HFEngine(model, tokenizer, "auto", max_tokens, 0.0, 1.0).generate([ids])[0], ids, tokenizer
+        ids = engine.encode(messages)
+        return engine.generate_ids([ids], Sampling(max_tokens=max_tokens))[0].text, ids, engine.tokenizer
 
     return generate
 
@@ -164,7 +169,7 @@ def test_icl_engines_through_the_server_match_local_engines(url, records):
     sampling = Sampling(temperature=0.0, max_tokens=48)
     for messages in (local.messages(prompt), user(records[2]["instruction"])):
         remote, here = api.complete(messages, sampling), local.complete(messages, sampling)
-        assert remote.text.strip() == here.text and remote.prompt_tokens == here.prompt_tokens > 0
+        assert remote.text == here.text and remote.prompt_tokens == here.prompt_tokens > 0
 
 
 def test_icl_batch_through_the_server_equals_deepke_llm_infer(url, records, tmp_path, monkeypatch):
@@ -189,23 +194,20 @@ def test_base_plus_lora_adapter_is_served_as_loaded_locally(url, records, tmp_pa
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from deepke_llm_core.encoding import encode
-    from deepke_llm_core.models import load_model_and_tokenizer
-    from deepke_llm_core.predict.hf import HFEngine
+    from deepke_llm_core.engines import Sampling, TransformersEngine
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_path()),
                               LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     lora.save_pretrained(tmp_path / "my-adapter")
-    model, tokenizer = load_model_and_tokenizer(str(tiny_base_path()), str(tmp_path / "my-adapter"))
+    engine = TransformersEngine.load(tiny_base_path(), str(tmp_path / "my-adapter"))
     base_url, stop = start_server(tiny_base_path(), tmp_path / "my-adapter")
     try:
         sdk = client(base_url)
         assert [m.id for m in sdk.models.list().data] == ["my-adapter"]
         messages = user(records[0]["instruction"])
-        ids = encode(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        expected = HFEngine(model, tokenizer, "auto", 24, 0.0, 1.0).generate([ids])[0]
+        expected = engine.generate([messages], Sampling(max_tokens=24))[0].text
         served = sdk.chat.completions.create(model="my-adapter", messages=messages, max_tokens=24).choices[0].message.content
     finally:
         stop()
@@ -270,33 +272,248 @@ def test_parse_chat_request_defaults():
     assert parse_chat_request({"model": "m", "messages": user("x")}, default_max_tokens=99).max_tokens == 99
 
 
-def test_cli_port_in_use_is_a_one_line_error(capsys):
+@pytest.mark.parametrize("server", ["builtin", "transformers"])
+def test_cli_port_in_use_is_a_one_line_error(capsys, server):
     from deepke_llm_core.cli import main as deepke_llm
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        status = deepke_llm(["serve", "--model_name_or_path", str(tiny_base_path()), "--port", str(busy.getsockname()[1])])
+        status = deepke_llm(["serve", "--model_name_or_path", str(tiny_base_path()), "--server", server,
+                             "--port", str(busy.getsockname()[1])])
     assert status == 2 and "deepke-llm serve: error: cannot listen on 127.0.0.1:" in capsys.readouterr().err
 
 
-def test_cli_serve_answers_and_stops_on_ctrl_c():
-    command = [sys.executable, "-m", "deepke_llm_core", "serve", "--model_name_or_path", str(tiny_base_path()),
-               "--port", "0", "--model_id", "cli-served"]
-    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+class Launched:
+    """``deepke-llm serve ...`` in a subprocess: the URL and model id it printed; Ctrl-C on exit."""
+
+    def __init__(self, *flags: str, env: dict | None = None):
+        command = [sys.executable, "-m", "deepke_llm_core", "serve", "--port", "0", *flags]
+        self.process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+                                             "HF_HUB_OFFLINE": "1", **(env or {})})
+        self.url = self.model = None
+        deadline = time.time() + 300
+        while self.url is None and time.time() < deadline:
+            line = self.process.stderr.readline()
+            assert line or self.process.poll() is None, "the server exited before it printed its URL"
+            match = re.search(r"serving '([^']+)'.* at (http://127\.0\.0\.1:\d+/v1)", line)
+            if match:
+                self.model, self.url = match.groups()
+        assert self.url, "no URL printed within 300 s"
+
+    def ready(self) -> openai.OpenAI:
+        """A client, once the server answers (a library server binds its port a few seconds after the launch)."""
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(self.url.removesuffix("/v1") + "/health", timeout=5).read()
+                return client(self.url)
+            except (urllib.error.URLError, ConnectionError):
+                assert self.process.poll() is None and time.time() < deadline, "the server never answered /health"
+                time.sleep(1)
+
+    def stop(self) -> int:
+        try:
+            self.process.send_signal(signal.SIGINT)
+            return self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.stderr.close()
+
+
+def test_cli_builtin_server_answers_and_stops_on_ctrl_c():
+    served = Launched("--model_name_or_path", str(tiny_base_path()), "--server", "builtin", "--model_id", "cli-served")
     try:
-        deadline, base_url = time.time() + 120, None
-        while base_url is None and time.time() < deadline:
-            line = process.stderr.readline()
-            assert line or process.poll() is None, "the server exited before it printed its URL"
-            match = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
-            base_url = match and match.group(1)
-        assert base_url, "no URL printed within 120 s"
-        assert [m.id for m in client(base_url).models.list().data] == ["cli-served"]
-        assert client(base_url).chat.completions.create(model="cli-served", messages=user("hi"), max_tokens=3).usage.completion_tokens <= 3
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert served.model == "cli-served"
+        sdk = served.ready()
+        assert [m.id for m in sdk.models.list().data] == ["cli-served"]
+        assert sdk.chat.completions.create(model="cli-served", messages=user("hi"), max_tokens=3).usage.completion_tokens <= 3
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
+        assert served.stop() == 0
+
+
+@pytest.mark.slow
+def test_deepke_llm_serve_runs_transformers_serve_with_the_engines_greedy_answers(local_hf, records, tmp_path):
+    """The default server is the library's: /v1/chat/completions from the tiny base, equal to the local engine,
+    whole answers and answers cut by max_tokens alike (transformers' own parser strips their whitespace)."""
+    pytest.importorskip("fastapi")
+    served = Launched("--model_name_or_path", str(tiny_base_path()), env={"DEEPKE_LLM_CACHE": str(tmp_path)})
+    try:
+        assert served.model.startswith(str(tmp_path / "serve" / "tiny-ie-base-"))
+        sdk = served.ready()
+        for record in records[:3]:
+            messages = user(record["instruction"])
+            for max_tokens, finish in ((128, "stop"), (7, "length")):
+                expected, ids, _ = local_hf(messages, max_tokens)
+                reply = sdk.chat.completions.create(model=served.model, messages=messages, max_tokens=max_tokens,
+                                                    temperature=0)
+                assert reply.choices[0].message.content == expected and expected.startswith("{")
+                assert reply.choices[0].finish_reason == finish and reply.usage.prompt_tokens == len(ids)
+    finally:
+        assert served.stop() == 0
+
+
+@pytest.mark.slow
+def test_an_adapter_with_a_legacy_template_is_merged_and_served_as_loaded_in_process(records, tmp_path):
+    """transformers serve loads no adapter folder and knows no legacy template: the launcher merges the adapter and
+    writes its stored template (alpaca) as the chat template; the answers equal base + adapter in this process."""
+    pytest.importorskip("fastapi")
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deepke_llm_core.engines import Sampling, TransformersEngine
+    from deepke_llm_core.run_info import write_run_info
+
+    adapter = tmp_path / "alpaca-adapter"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_path()),
+                              LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(tiny_base_path()).save_pretrained(adapter)
+    write_run_info(adapter, {"template": "alpaca", "finetuning_type": "lora", "system_prompt": None})
+    engine = TransformersEngine.load(tiny_base_path(), str(adapter))
+    assert engine.template == "alpaca"
+    served = Launched("--model_name_or_path", str(tiny_base_path()), "--checkpoint_dir", str(adapter),
+                      env={"DEEPKE_LLM_CACHE": str(tmp_path / "cache")})
+    try:
+        assert served.model.startswith(str(tmp_path / "cache" / "serve" / "alpaca-adapter-"))
+        sdk = served.ready()
+        for record in records[:2]:
+            messages = user(record["instruction"])
+            expected = engine.generate([messages], Sampling(max_tokens=32))[0]
+            reply = sdk.chat.completions.create(model=served.model, messages=messages, max_tokens=32, temperature=0)
+            assert reply.choices[0].message.content == expected.text
+            assert reply.usage.prompt_tokens == expected.prompt_tokens
+    finally:
+        assert served.stop() == 0
+
+
+@pytest.mark.parametrize("template", sorted(__import__("deepke_llm_core.prompts", fromlist=["TEMPLATES"]).TEMPLATES))
+def test_every_legacy_template_renders_through_its_chat_template_as_render_prompt_does(template):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from transformers import AutoTokenizer
+
+    from deepke_llm_core.prompts import render_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_path())
+    jinja = ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).from_string(
+        legacy_chat_template(template, tokenizer))
+    query = 'A {"input": "Tom {% raw %} {{ x }} lives in Paris"} query'
+    for system in (None, "Be brief.", ""):
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + user(query)
+        assert jinja.render(messages=messages) == render_prompt(query, template, tokenizer=tokenizer, system=system)
+
+
+def test_the_vllm_command_serves_the_adapter_by_name_with_the_template_file(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 32}))
+    command = vllm_serve_command("base", "127.0.0.1", 8001, served_name="ner", adapter=str(tmp_path / "adapter"),
+                                 chat_template="t.jinja", bits=4)
+    assert command[:3] == ["vllm", "serve", "base"] and command[command.index("--served-model-name") + 1] == "ner-base"
+    assert command[command.index("--lora-modules") + 1] == f"ner={tmp_path / 'adapter'}"
+    assert command[command.index("--max-lora-rank") + 1] == "32" and "--enable-lora" in command
+    assert command[command.index("--chat-template") + 1] == "t.jinja"
+    assert command[command.index("--quantization") + 1] == "bitsandbytes"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--api_key_env", "HOME"], "transformers serve has no API keys"),
+    (["--model_id", "x"], "names the model by its folder"),
+])
+def test_what_transformers_serve_cannot_do_is_refused_with_the_way_out(capsys, flags, message):
+    from deepke_llm_core.cli import main as deepke_llm
+
+    assert deepke_llm(["serve", "--model_name_or_path", str(tiny_base_path()), "--port", "0", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--server builtin" in err
+
+
+def test_a_p_tuning_adapter_is_sent_to_the_builtin_server(tmp_path):
+    from deepke_llm_core.run_info import write_run_info
+    from deepke_llm_core.serve import served_folder
+
+    write_run_info(tmp_path, {"template": "auto", "finetuning_type": "p_tuning"})
+    with pytest.raises(ValueError, match="P-Tuning adapter cannot be merged.*--server builtin"):
+        served_folder(str(tiny_base_path()), str(tmp_path))
+
+
+# ---- the builtin server's transport (issue 11) --------------------------------------------------------------------
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"", timeout: float = 30) -> bytes:
+    """Send bytes as they are (a lying Content-Length included) and return what the server answers first."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + head + b"\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 40:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_a_negative_content_length_does_not_bypass_the_body_limit(url):
+    body = json.dumps({"model": MODEL, "messages": user("word " * 100)}).encode()
+    answer = raw_request(url, b"Content-Length: -1\r\n", body)
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert b"Content-Length header must be >= 0" in answer
+
+
+def test_a_client_that_sends_less_than_it_declared_gets_408_and_frees_its_thread(chat_model, monkeypatch):
+    monkeypatch.setattr(builtin_server, "READ_TIMEOUT", 1.0)
+    base_url, stop = start_server(chat_model)
+    try:
+        started = time.time()
+        answer = raw_request(base_url, b"Content-Length: 1000\r\n", b'{"model": "tiny', timeout=30)
+        assert answer.split(b" ")[1] == b"408" and time.time() - started < 15, answer[:100]
+    finally:
+        stop()
+
+
+def test_an_oversized_body_is_drained_and_answered_413(url):
+    body = b'{"pad": "' + b"x" * (builtin_server.MAX_BODY_BYTES + 1024) + b'"}'
+    request = urllib.request.Request(url + "/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413 and "the limit is" in json.loads(refused.value.read())["error"]["message"]
+
+
+def test_fifty_simultaneous_connections_are_queued_and_all_answered(chat_model):
+    """50 clients connect while the server is busy (not accepting): the kernel must queue them all (the stdlib's
+    backlog of 5 queues 6 and drops the others' handshakes), and each gets its answer once the server accepts."""
+    import threading
+
+    httpd, base_url = builtin_server._listen(chat_model, "127.0.0.1", 0, None, False)
+    port = httpd.server_address[1]
+
+    def connect(_):
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=2)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(50) as pool:
+        socks = list(pool.map(connect, range(50)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connected = [sock for sock in socks if sock is not None]
+        assert len(connected) == 50, f"only {len(connected)} of 50 connections were queued"
+        for sock in connected:
+            sock.settimeout(60)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [sock.recv(100) for sock in connected]
+        assert all(a.startswith(b"HTTP/1.0 200") for a in answers)
+    finally:
+        for sock in socks:
+            if sock is not None:
+                sock.close()
+        httpd.shutdown()
+        httpd.server_close()

@@ -121,6 +121,7 @@ def test_tokenizing_in_worker_processes_gives_the_same_examples(tiny_qwen, ner_f
                                 "--preprocessing_num_workers", "16"])[1].preprocessing_num_workers == 16
 
 
+@pytest.mark.slow  # two full training runs compared
 def test_the_same_command_trains_the_same_adapter_bit_for_bit(tiny_qwen, ner_files, tmp_path):
     """Seeded before the adapter is built: two runs of one command give the same losses and the same weights.
 

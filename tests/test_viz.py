@@ -12,6 +12,7 @@ from deepke_llm_core.convert import ConvertConfig, convert_file
 from deepke_llm_core.evaluate import evaluate_records, reference_predictions
 from deepke_llm_core.resources import data_dir
 from deepke_llm_core.tasks import TASKS
+from deepke_llm_core.records import Relation
 from deepke_llm_core.viz import diff_html, diff_tuples, highlight_html, save_html
 
 
@@ -216,7 +217,8 @@ def test_diff_of_an_unparsable_prediction_misses_everything():
 def test_gold_may_be_given_as_an_answer_dict():
     diff = diff_tuples("RE", {"founder": [{"subject": "Apple", "object": "Jobs"}]},
                        {"founder": [{"head": "Apple", "tail": "Jobs"}], "located in": [{"head": "Apple", "tail": "Cupertino"}]})
-    assert diff[""] == {"correct": [("Apple", "founder", "Jobs")], "fp": [], "fn": [("Apple", "located in", "Cupertino")]}
+    assert diff[""] == {"correct": [Relation.of("Apple", "founder", "Jobs")], "fp": [],
+                        "fn": [Relation.of("Apple", "located in", "Cupertino")]}
 
 
 def test_save_html_writes_a_standalone_page(tmp_path):

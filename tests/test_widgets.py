@@ -1,4 +1,4 @@
-"""The extraction behind the interactive app, with the committed tiny IE base (a real model that really extracts NER).
+"""``extract`` and the interactive app on top of it, with the committed tiny IE base (a real model that extracts NER).
 
 The sentences come from the base's synthetic ontology (``deepke_llm_core.synthetic``): the base reads them right,
 and greedy decoding makes the answers deterministic.
@@ -12,11 +12,14 @@ import threading
 import pytest
 
 from deepke_llm_core.convert import ConvertConfig, convert_file
+from deepke_llm_core.engines import EngineOptions, TransformersEngine, create_engine
+from deepke_llm_core.extract import ExtractionResult, build_instructions, extract
 from deepke_llm_core.io import DataError
 from deepke_llm_core.prompts import query_of, render_prompt
+from deepke_llm_core.records import Entity
+from deepke_llm_core.schema import parse_schema_text
 from deepke_llm_core.tiny_base import tiny_base_path
-from deepke_llm_core.widgets import (ICLBackend, LocalModelBackend, build_instructions, default_schema_text, extract,
-                                     extractor_app, merge_answers, oneke_backend, parse_schema_text, tiny_base_schema_text)
+from deepke_llm_core.widgets import default_schema_text, extractor_app, tiny_base_schema_text
 from tests.conftest import read_lines, write_lines
 from tests.icl_server import FakeOpenAI
 
@@ -25,8 +28,15 @@ ZH = "周杰出生在成都，现在就职于阿里巴巴。"
 
 
 @pytest.fixture(scope="module")
-def tiny_backend() -> LocalModelBackend:
-    return LocalModelBackend(tiny_base_path(), max_new_tokens=96)
+def tiny_engine() -> TransformersEngine:
+    return TransformersEngine.load(tiny_base_path(), batch_size=8)
+
+
+def found(result: ExtractionResult) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for e in result.extractions:
+        out.setdefault(e.type, []).append(e.text.text)
+    return out
 
 
 def test_instructions_are_the_converters_test_records(tmp_path):
@@ -53,25 +63,25 @@ def test_schema_text_in_both_forms_and_located_errors():
     assert tiny_base_schema_text("KG", "en") == default_schema_text("KG", "en")
 
 
-def test_merge_answers_joins_chunks():
-    merged = merge_answers([{"founder": [{"subject": "A", "object": "B"}]}, None,
-                            {"founder": [{"subject": "C", "object": "D"}], "capital": []},
-                            {"person": {"Tom": {"age": "3"}}}, {"person": {"Ann": {"age": "4"}}}])
-    assert merged == {"founder": [{"subject": "A", "object": "B"}, {"subject": "C", "object": "D"}], "capital": [],
-                      "person": {"Tom": {"age": "3"}, "Ann": {"age": "4"}}}
-
-
 @pytest.mark.parametrize("language, text, expected", [
     ("en", EN, {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}),
     ("zh", ZH, {"人物": ["周杰"], "地点": ["成都"], "组织机构": ["阿里巴巴"]}),
 ])
-def test_the_tiny_base_extracts_entities(tiny_backend, language, text, expected):
-    raw, parsed = extract(text, "NER", tiny_base_schema_text("NER", language), language, tiny_backend)
-    assert len(raw) == 1 and json.loads(raw[0]) == parsed
-    assert {k: v for k, v in parsed.items() if v} == expected
+def test_the_tiny_base_extracts_entities_with_offsets(tiny_engine, language, text, expected):
+    result = extract(text, "NER", tiny_base_schema_text("NER", language), tiny_engine, language=language)
+    assert len(result.outputs) == 1 and result.parse_errors == 0
+    assert found(result) == expected
+    for entity in result.extractions:  # every mention located: its offsets slice the text to its string
+        assert isinstance(entity, Entity) and text[entity.text.start:entity.text.end] == entity.text.text
 
 
-def test_an_adapter_is_loaded_onto_its_base(tiny_backend, tmp_path):
+def test_several_texts_in_one_call_keep_their_order(tiny_engine):
+    results = extract([ZH, EN], "NER", tiny_base_schema_text("NER", "zh"), tiny_engine, language="zh")
+    assert [r.text for r in results] == [ZH, EN]
+    assert found(results[0]) == {"人物": ["周杰"], "地点": ["成都"], "组织机构": ["阿里巴巴"]}
+
+
+def test_an_adapter_is_loaded_onto_its_base(tiny_engine, tmp_path):
     """A freshly initialised LoRA adapter (B = 0) changes nothing: the answers must equal the base's."""
     from peft import LoraConfig, get_peft_model
 
@@ -82,55 +92,51 @@ def test_an_adapter_is_loaded_onto_its_base(tiny_backend, tmp_path):
     adapter = tmp_path / "adapter"
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
     write_run_info(adapter, {"template": "auto", "system_prompt": None})
-    with_adapter = LocalModelBackend(tiny_base_path(), str(adapter), max_new_tokens=96)
+    with_adapter = TransformersEngine.load(tiny_base_path(), str(adapter))
     schema = tiny_base_schema_text("NER", "en")
-    assert extract(EN, "NER", schema, "en", with_adapter) == extract(EN, "NER", schema, "en", tiny_backend)
+    assert extract(EN, "NER", schema, with_adapter).outputs == extract(EN, "NER", schema, tiny_engine).outputs
     with pytest.raises(ValueError, match="trained with --template auto"):
-        LocalModelBackend(tiny_base_path(), str(adapter), template="qwen")
+        TransformersEngine.load(tiny_base_path(), str(adapter), template="qwen")
 
 
-def test_oneke_backend_prompts_with_llama2_zh(tiny_qwen):
+def test_oneke_prompts_with_llama2_zh(tiny_qwen):
     """A model with no stored template (the tiny base stores ``auto`` and would refuse another, as infer does)."""
-    oneke = oneke_backend(tiny_qwen, max_new_tokens=8)
+    oneke = TransformersEngine.load(tiny_qwen, template="llama2_zh")
     record = build_instructions(ZH, "NER", tiny_base_schema_text("NER", "zh"), "zh")[0]
-    tokenizer = oneke._load()[1]
-    prompt = tokenizer.decode(oneke.prompt_ids(record))
-    assert prompt == render_prompt(query_of(record), "llama2_zh", tokenizer=tokenizer)
+    prompt = oneke.tokenizer.decode(oneke.encode(oneke.messages(query_of(record))))
+    assert prompt == render_prompt(query_of(record), "llama2_zh", tokenizer=oneke.tokenizer)
     assert prompt.startswith("[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n{")
-    assert len(oneke.complete([record, record])) == 2
 
 
 class TinyBaseAnswerer:
     """The OpenAI-compatible test server answering with the tiny IE base, as a chat model would be served."""
 
-    def __init__(self, backend: LocalModelBackend):
-        self.model, self.tokenizer, self.engine = backend._load()
+    def __init__(self, engine: TransformersEngine):
+        self.engine = engine
         self.lock = threading.Lock()
 
     def __call__(self, body: dict) -> tuple[str, int, int]:
-        from deepke_llm_core.encoding import encode
+        from deepke_llm_core.engines import Sampling
 
-        ids = encode(self.tokenizer, self.tokenizer.apply_chat_template(body["messages"], tokenize=False,
-                                                                        add_generation_prompt=True))
         with self.lock:
-            answer = self.engine.generate([ids])[0]
-        return answer, len(ids), 0
+            answer = self.engine.generate([body["messages"]], Sampling(max_tokens=256))[0]
+        return answer.text, answer.prompt_tokens, answer.completion_tokens
 
 
-def test_icl_backend_asks_an_openai_compatible_endpoint(tiny_backend, monkeypatch):
+def test_an_openai_compatible_endpoint_extracts_the_same(tiny_engine, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-widgets")
-    with FakeOpenAI(TinyBaseAnswerer(tiny_backend)) as server:
-        backend = ICLBackend("ChatGPT", model_id="tiny-ie-base", base_url=server.url)
-        raw, parsed = extract(EN, "NER", tiny_base_schema_text("NER", "en"), "en", backend)
-    assert {k: v for k, v in parsed.items() if v} == {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}
+    with FakeOpenAI(TinyBaseAnswerer(tiny_engine)) as server:
+        engine = create_engine("ChatGPT", EngineOptions(model_id="tiny-ie-base", base_url=server.url))
+        result = extract(EN, "NER", tiny_base_schema_text("NER", "en"), engine)
+    assert found(result) == {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}
     assert server.bodies[0]["model"] == "tiny-ie-base"
     assert json.loads(server.bodies[0]["messages"][-1]["content"])["input"] == EN
-    assert server.auth == ["Bearer sk-test-widgets"] and "sk-test" not in repr(backend)
+    assert server.auth == ["Bearer sk-test-widgets"] and "sk-test" not in repr(engine)
 
 
-def test_the_app_extracts_on_click(tiny_backend):
+def test_the_app_extracts_on_click(tiny_engine):
     pytest.importorskip("ipywidgets")
-    app = extractor_app(text=ZH, language="zh", backend=tiny_backend)
+    app = extractor_app(text=ZH, language="zh", engine_object=tiny_engine)
     assert json.loads(app.schema.value.splitlines()[0]) == ["人物", "地点", "组织机构"]
     app.button.click()
     assert "done" in app.status.value
@@ -139,17 +145,17 @@ def test_the_app_extracts_on_click(tiny_backend):
     assert json.loads(app.schema.value.splitlines()[1]) == ["就职于", "出生地", "位于", "创始人"]  # the base's relations
 
 
-def test_the_app_builds_its_backend_from_the_form_and_reports_errors():
+def test_the_app_builds_its_engine_from_the_form_and_reports_errors():
     pytest.importorskip("ipywidgets")
     app = extractor_app(text=EN)
     assert app.model.value == str(tiny_base_path()) and app.kind.value == "local model"
     assert app.run() is not None and ">Maria Garcia</mark>" in app.result.value
-    assert app.backend() is app.backend()  # built once, reused
+    assert app.engine_for_form() is app.engine_for_form()  # built once, reused
     app.text.value = ""
     assert app.run() is None and "ValueError" in app.status.value and "empty" in app.status.value
     assert app.result.value == "" and app.raw.value == ""  # the earlier answer is gone
-    app.text.value, app.kind.value, app.base_url.value = EN, "ICL API engine", "http://127.0.0.1:9/v1"
+    app.text.value, app.kind.value, app.base_url.value = EN, "ICL API engine", ""
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("OPENAI_API_KEY", "DEEPKE_API_KEY"):
+        for name in ("OPENAI_API_KEY", "DEEPKE_API_KEY", "OPENAI_BASE_URL"):
             patch.delenv(name, raising=False)
         assert app.run() is None and "needs an API key" in app.status.value

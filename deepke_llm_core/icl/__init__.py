@@ -6,14 +6,16 @@
 >>> build_icl_prompt("rte", "zh", "小明出生于杭州。").endswith("输入：小明出生于杭州。\\n输出：")
 True
 
-Importing this package loads neither ``openai`` nor ``torch``; engines import them when first used.
+Importing this package loads neither ``openai`` nor ``torch``; engines (``deepke_llm_core.engines``) import them
+when first used.
 """
 
-from .batch import cached_complete, read_batch_records, run_batch
-from .cache import ResponseCache
+from ..engines import (ENGINES, Completion, EndpointError, Engine, EngineOptions, OpenAICompatibleEngine, Sampling,
+                       create_engine, engine_names, resolve_api_key)
+from ..engines.cache import ResponseCache
+from ..engines.runner import cached_complete
+from .batch import read_batch_records, run_batch
 from .demos import load_demos, normalize_demos
-from .engines import (ENGINES, Completion, EndpointError, Engine, EngineOptions, LocalChatEngine,
-                      OpenAICompatibleEngine, Sampling, create_engine, engine_names, register, resolve_api_key)
 from .prompts import ICL_TASKS, build_icl_prompt, default_instruction, examples_block, query_text
 from .run import main, parse_icl_args, run_icl
 
@@ -21,7 +23,7 @@ __all__ = [
     "ICL_TASKS", "build_icl_prompt", "default_instruction", "examples_block", "query_text",
     "load_demos", "normalize_demos",
     "ENGINES", "Engine", "EngineOptions", "Sampling", "Completion", "EndpointError", "OpenAICompatibleEngine",
-    "LocalChatEngine", "create_engine", "engine_names", "register", "resolve_api_key",
+    "create_engine", "engine_names", "resolve_api_key",
     "ResponseCache", "cached_complete", "read_batch_records", "run_batch",
     "parse_icl_args", "run_icl", "main",
 ]

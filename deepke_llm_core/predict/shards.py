@@ -27,7 +27,14 @@ def shard_path(output_file: str, num_shards: int, shard_index: int) -> str:
 
 
 def merge_shards(output_file: str, num_shards: int, expected_records: int | None = None) -> int:
-    """Concatenate the shard files into ``output_file``; returns the number of records written."""
+    """Concatenate the shard files into ``output_file``; returns the number of records written.
+
+    Nothing is written unless every shard is complete, so a wrong ``num_shards`` never empties a merged file.
+    """
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"--num_shards must be the positive number the shards were run with, got {num_shards}")
+    if os.path.isdir(output_file):
+        raise ValueError(f"{output_file}: --output_file is a directory; expected the file path the shards were run with")
     parts = [shard_path(output_file, num_shards, i) for i in range(num_shards)]
     missing = [p for p in parts if not os.path.exists(p) or os.path.exists(p + ".pending")]
     if missing:

@@ -1,10 +1,12 @@
 """The small protocol every IE task implements, and the sampling primitives they share.
 
-A task knows five things (DESIGN.md §1): its instruction sentence, how to read and check its annotation,
-which schema items go into a training or test instruction, how to render the target ``output`` for a chunk of
-schema items, and how to turn model output and gold labels into comparable tuples. Everything else
-(chunking, record layout, grouping and metrics) is task-independent and lives in ``convert.py`` and
-``evaluate.py``.
+A task owns everything about itself (DESIGN.md §1, §3b): its instruction sentence, how to read and check its
+annotation, which schema items go into a training or test instruction, how to render the target ``output`` for a
+chunk of schema items, how to turn a model's answer and a gold label into typed extractions
+(``records.Entity``/``Relation``/``Event``/``Attribute``), the JSON Schema of a correct answer, its recommended
+``split_num`` and its display heading. Everything else (chunking, record layout, grouping and metrics) is
+task-independent and lives in ``convert.py`` and ``evaluate.py``; no module outside ``tasks/`` switches on a
+task's name.
 
 Schema *items* are hashable (strings or tuples) so that a chunk can key a cache of its rendered instruction
 head; :meth:`Task.schema_entry` turns an item into the JSON value written into the instruction.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..io import DataError
+from ..records import Entity, Extraction, Mention
 from ..schema import Schema
 
 __all__ = [
@@ -30,12 +33,12 @@ __all__ = [
     "require_str",
     "by_position",
     "object_schema",
+    "span_or",
     "STRING",
     "STRINGS",
 ]
 
 Item = Any  # a hashable schema item: str or tuple
-Tuple = tuple  # a comparable extraction, e.g. (entity, type)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ def object_schema(properties: dict[str, dict], required: bool = True) -> dict:
     if required:
         schema["required"] = list(properties)
     return schema
+
+
+def span_or(span: dict, *words: str) -> dict:
+    """An extractive string, or one of the task's fixed words (EE's ``"NAN"``), which are not spans of the text."""
+    return span if span == STRING else {"anyOf": [span, *({"const": w} for w in words)]}
 
 
 def binomial(rng: random.Random | None, trials: int, p: float) -> int:
@@ -116,6 +124,8 @@ class Task:
     name: str = ""
     annotation_field: str = ""
     sentences: dict[str, str] = {}
+    recommended_split_num: int = 4  # schema items per instruction (SPEC.md §1.2: NER 6, KG 1, others 4)
+    heading: str = "Extractions"  # what a list of this task's extractions is called in pictures
 
     # ---- conversion -------------------------------------------------------------------------------------
     def instruction(self, language: str, opts: ConvertOptions | None = None) -> str:
@@ -156,29 +166,52 @@ class Task:
         """Build a schema from the labels seen in the data (``--schema_path`` omitted)."""
         raise NotImplementedError
 
-    def output_schema(self, entries: list) -> dict:
+    def output_schema(self, entries: list, span: dict = STRING) -> dict:
         """JSON Schema of a correct answer to an instruction whose ``schema`` is ``entries`` (guided decoding).
 
         The answer's keys are exactly the instruction's schema items; the default is a list of strings per item.
+        ``span`` is the schema of every *extractive* string (one copied from the input: an entity, a head or tail,
+        a trigger, an argument); span-constrained decoding passes a marked string (``predict.spans.SPAN``) there.
         """
-        return object_schema({str(e): STRINGS for e in entries})
+        return object_schema({str(e): {"type": "array", "items": span} for e in entries})
 
     # ---- evaluation -------------------------------------------------------------------------------------
-    def parse_output(self, obj: dict, rel_keys: str = "any") -> list[Tuple]:
-        """Predicted tuples from a parsed output object; malformed inner items are skipped, never raised."""
+    def parse_output(self, obj: dict, rel_keys: str = "any") -> list[Extraction]:
+        """Typed extractions from a parsed answer object; malformed inner items are skipped, never raised."""
         raise NotImplementedError
 
-    def gold_tuples(self, label: list) -> list[Tuple]:
-        """Gold tuples from the record's ``label`` list."""
+    def parse_answer(self, text: Any, lenient: bool = False, rel_keys: str = "any") -> list[Extraction] | None:
+        """Typed extractions from a model's raw answer, or ``None`` when it does not parse (a parse error)."""
+        from ..evaluate import parse_json_output
+
+        obj = parse_json_output(text, lenient)
+        return None if obj is None else self.parse_output(obj, rel_keys)
+
+    def gold_tuples(self, label: list) -> list[Extraction]:
+        """Typed gold extractions from a record's ``label`` list (upstream's annotation dicts)."""
         raise NotImplementedError
 
-    def score_levels(self, tuples: list[Tuple]) -> dict[str, list[tuple[str, Tuple]]]:
+    def score_levels(self, extractions: list[Extraction]) -> dict[str, list[tuple[str, Extraction]]]:
         """``{metric prefix: [(type, item), ...]}``; one unprefixed level unless a task scores several."""
-        return {"": [(self.tuple_type(t), t) for t in tuples]}
+        return {"": [(e.type, e) for e in extractions]}
 
-    def tuple_type(self, t: Tuple) -> str:
-        """The schema type a tuple belongs to, for the per-type breakdown (the middle of most tuples)."""
-        return t[1]
+    # What ``evaluate`` counts, straight from the JSON. A typed extraction costs about 3 us to build (two frozen
+    # dataclasses) against 0.1 us for a tuple, which is most of the scorer's time on a large file, so a task may
+    # return ``(type, key)`` pairs whose keys are equal exactly when the typed extractions are. The defaults go
+    # through the typed extractions; ``tests/test_scoring.py`` checks every task's override against them.
+    def score_answer(self, obj: dict, rel_keys: str = "any") -> dict[str, list[tuple[str, Any]]]:
+        """``score_levels(parse_output(obj))``, or the same with cheaper items of equal equality."""
+        return self.score_levels(self.parse_output(obj, rel_keys))
+
+    def score_gold(self, label: list) -> dict[str, list[tuple[str, Any]]]:
+        """``score_levels(gold_tuples(label))``, or the same with cheaper items of equal equality."""
+        return self.score_levels(self.gold_tuples(label))
+
+
+def _label_values(obj: dict) -> list[tuple[str, str]]:
+    """``(label, value)`` for every string of a ``{label: [values]}`` answer; other shapes are skipped. (Exact
+    ``type`` checks: the answer was parsed from JSON, which makes no subclasses, and this runs once per record.)"""
+    return [(t, v) for t, values in obj.items() if type(values) is list for v in values if type(v) is str]
 
 
 class LabelListTask(Task):
@@ -261,11 +294,25 @@ class LabelListTask(Task):
     def render_output(self, chunk, labels, text):
         return {label: labels.get(label, []) for label in chunk}
 
+    def make(self, value: str, label: str) -> Extraction:
+        """The extraction of one ``{label: [value, ...]}`` answer item (an entity; EET: an event trigger)."""
+        return Entity(Mention(value), label)
+
     def parse_output(self, obj, rel_keys="any"):
-        return [(v, t) for t, values in obj.items() if isinstance(values, list) for v in values if isinstance(v, str)]
+        return [self.make(v, t) for t, v in _label_values(obj)]
 
     def gold_tuples(self, label):
-        return [(e.get(self.value_key, ""), e.get(self.label_key, "")) for e in label if isinstance(e, dict)]
+        return [self.make(v, t) for t, v in self._gold_values(label)]
+
+    def score_answer(self, obj, rel_keys="any"):  # make(v, t) == make(v2, t2) exactly when (t, v) == (t2, v2)
+        return {"": _label_values(obj)}
+
+    def score_gold(self, label):
+        return {"": self._gold_values(label)}
+
+    def _gold_values(self, label: list) -> list[tuple[str, str]]:
+        value_key, label_key = self.value_key, self.label_key
+        return [(e.get(label_key, ""), e.get(value_key, "")) for e in label if isinstance(e, dict)]
 
     def collect_schema(self, annotations):
         labels: dict[str, None] = {}

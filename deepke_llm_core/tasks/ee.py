@@ -9,8 +9,9 @@ SPEC §1.8), and are shuffled under ``--random_sort``.
 from __future__ import annotations
 
 from ..io import DataError
+from ..records import Event
 from ..schema import Schema
-from .base import STRING, STRINGS, Task, binomial, object_schema, order_items, require_str, sample_subset
+from .base import STRING, Task, binomial, object_schema, order_items, require_str, sample_subset, span_or
 
 __all__ = ["TASK", "EETask", "read_events", "event_labels", "format_values", "event_tuples"]
 
@@ -84,12 +85,8 @@ def render_events(event_type: str, roles, with_trigger: bool, labels: dict, text
     return [obj for _, obj in found]
 
 
-def _pair_key(pair: tuple) -> tuple[str, str]:
-    return str(pair[0]), str(pair[1])
-
-
-def event_tuples(obj: dict, flat_ok: bool = False) -> list[tuple]:
-    """``(type, trigger, ((argument, role), ...))`` from model output; bad elements are skipped.
+def event_tuples(obj: dict, flat_ok: bool = False) -> list[Event]:
+    """An :class:`Event` for every well-formed event object of the answer; bad elements are skipped.
 
     ``flat_ok`` also accepts IEPile's flat role dicts ``{role: value}`` (EEA) with an empty trigger.
     """
@@ -113,7 +110,7 @@ def event_tuples(obj: dict, flat_ok: bool = False) -> list[tuple]:
                 for v in value if isinstance(value, list) else [value]:
                     if isinstance(v, str) and v != "NAN":
                         pairs.append((v, role))
-            found.append((event_type, trigger, tuple(sorted(pairs, key=_pair_key))))  # argument order carries no meaning
+            found.append(Event.of(event_type, trigger, pairs))
     return found
 
 
@@ -129,8 +126,14 @@ def order_roles(roles: list[str], schema_roles: list[str], opts, rng) -> tuple[s
 
 
 def sample_roles(schema_roles: list[str], annotated: list[str], p: float, rng) -> list[str]:
-    """Unannotated roles sampled at rate p (at least one if nothing is annotated), then the annotated ones."""
+    """Unannotated roles sampled at rate p (at least one if nothing is annotated), then the annotated ones.
+
+    ``p == 0`` (positives only) keeps every role of the event type, as upstream does: there is nothing to sample
+    then, and an event type asked with some of its roles would teach the model to drop the others.
+    """
     rest = [r for r in schema_roles if r not in annotated]
+    if p == 0:
+        return rest + annotated
     n = binomial(rng, len(schema_roles), p)
     if not annotated:
         n = max(n, 1)
@@ -140,6 +143,7 @@ def sample_roles(schema_roles: list[str], annotated: list[str], p: float, rng) -
 class EETask(Task):
     name = "EE"
     annotation_field = "event"
+    heading = "Events"
     sentences = {
         "zh": "你是专门进行事件提取的专家。请从input中抽取出符合schema定义的事件，不存在的事件返回空列表，不存在的论元返回NAN，如果论元存在多值请返回列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in event extraction. Please extract events from the input that conform to the schema definition. Return an empty list for events that do not exist, and return NAN for arguments that do not exist. If an argument has multiple values, please return a list. Respond in the format of a JSON string.",
@@ -197,27 +201,32 @@ class EETask(Task):
         all_roles = list(dict.fromkeys(r for roles in type_roles.values() for r in roles))
         return Schema(types=list(type_roles), roles=all_roles, type_roles={t: list(r) for t, r in type_roles.items()})
 
-    def output_schema(self, entries):
-        value = {"anyOf": [STRING, STRINGS]}
-        event = lambda e: object_schema({"trigger": STRING,
-                                         "arguments": object_schema({r: value for r in e["arguments"]}, required=False)})
+    def output_schema(self, entries, span=STRING):
+        """Events with a trigger (``"NAN"`` when the annotation had none) and optional role values (``"NAN"`` for
+        an absent argument, a list for several); an entry without a trigger (EEA's test items) asks for arguments only."""
+        value = {"anyOf": [span_or(span, "NAN"), {"type": "array", "items": span}]}
+
+        def event(entry: dict) -> dict:
+            arguments = object_schema({r: value for r in entry["arguments"]}, required=False)
+            if not entry.get("trigger"):
+                return object_schema({"arguments": arguments})
+            return object_schema({"trigger": span_or(span, "NAN"), "arguments": arguments})
+
         return object_schema({e["event_type"]: {"type": "array", "items": event(e)} for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         return event_tuples(obj)
 
     def gold_tuples(self, label):
-        gold = []
-        for e in label:
-            if isinstance(e, dict):
-                pairs = tuple(sorted(((a.get("argument", ""), a.get("role", "")) for a in e.get("arguments", []) if isinstance(a, dict)), key=_pair_key))
-                gold.append((e.get("event_type", ""), e.get("event_trigger", ""), pairs))
-        return gold
+        return [Event.of(e.get("event_type", ""), e.get("event_trigger", ""),
+                         [(a.get("argument", ""), a.get("role", "")) for a in e.get("arguments", []) if isinstance(a, dict)])
+                for e in label if isinstance(e, dict)]
 
-    def score_levels(self, tuples):
+    def score_levels(self, extractions):
+        """Two levels, as upstream scores events: ``(type, trigger)`` and ``(type, argument, role)``."""
         return {
-            "event_": [(t[0], (t[0], t[1])) for t in tuples],
-            "argument_": [(t[0], (t[0], arg, role)) for t in tuples for arg, role in t[2]],
+            "event_": [(e.type, Event(e.event_type, e.trigger)) for e in extractions],
+            "argument_": [(e.type, argument) for e in extractions for argument in e.arguments],
         }
 
 

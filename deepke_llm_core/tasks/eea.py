@@ -28,10 +28,14 @@ class EEATask(EETask):
         for event_type in dict.fromkeys(e["event_type"] for e in annotation):
             schema_roles = schema.type_roles.get(event_type, [])
             roles = order_roles(sample_roles(schema_roles, annotated_roles(annotation, event_type), p, rng), schema_roles, opts, rng)
-            # One trigger per event, duplicates kept, as in upstream's shipped EEA data.
-            triggers = [e["event_trigger"] for e in annotation if e["event_type"] == event_type and e["event_trigger"]]
-            k = min(max(binomial(rng, len(triggers), p), 1), len(triggers))
-            items.append((event_type, tuple(sample_subset(triggers, k, rng)), roles))
+            # One trigger per event, duplicates kept, as in upstream's shipped EEA data; an empty trigger stays
+            # (upstream lists it as "" and answers it as "NAN", like EE), so its event's arguments are asked for.
+            triggers = [e["event_trigger"] for e in annotation if e["event_type"] == event_type]
+            if p == 0:  # positives only: every distinct trigger, as upstream
+                chosen = list(dict.fromkeys(triggers))
+            else:
+                chosen = sample_subset(triggers, min(max(binomial(rng, len(triggers), p), 1), len(triggers)), rng)
+            items.append((event_type, tuple(chosen), roles))
         return order_items(items, opts.random_sort, rng, key=lambda item: item[0])
 
     def test_items(self, annotation, schema):

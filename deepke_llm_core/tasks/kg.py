@@ -7,8 +7,9 @@ output into ``(entity, attribute, value)`` triples and compare them with the gol
 from __future__ import annotations
 
 from ..io import DataError
+from ..records import Attribute, Mention
 from ..schema import Schema
-from .base import STRING, STRINGS, Task, binomial, by_position, object_schema, order_items, require_str, sample_subset
+from .base import STRING, Task, binomial, by_position, object_schema, order_items, require_str, sample_subset
 
 __all__ = ["TASK", "KGTask"]
 
@@ -18,6 +19,8 @@ _EMPTY_VALUES = {"无", "nan"}
 class KGTask(Task):
     name = "KG"
     annotation_field = "relation"
+    recommended_split_num = 1
+    heading = "Entity attributes (entity \u2192 attribute \u2192 value)"
     sentences = {
         "zh": "你是一个图谱实体知识结构化专家。根据输入实体类型(entity type)的schema描述，从文本中抽取出相应的实体实例和其属性信息，不存在的属性不输出, 属性存在多值就返回列表，并输出为可解析的json格式。",
         "en": "You are an expert in structured knowledge systems for graph entities. Based on the schema description of the input entity type, you extract the corresponding entity instances and their attribute information from the text. Attributes that do not exist should not be output. If an attribute has multiple values, a list should be returned. The results should be output in a parsable JSON format.",
@@ -94,14 +97,17 @@ class KGTask(Task):
         roles = list(dict.fromkeys(a for attrs in by_type.values() for a in attrs))
         return Schema(types=list(spo), roles=roles, type_roles={t: list(a) for t, a in by_type.items()})
 
-    def output_schema(self, entries):
-        value = {"anyOf": [STRING, STRINGS]}
-        entity = lambda e: {"type": "object", "additionalProperties": object_schema({a: value for a in e["attributes"]}, required=False)}
+    def output_schema(self, entries, span=STRING):
+        """``{entity_type: {entity: {attribute: value | [values]}}}``: entities (keys) and values are extractive."""
+        value = {"anyOf": [span, {"type": "array", "items": span}]}
+        names = {} if span == STRING else {"propertyNames": span}
+        entity = lambda e: {"type": "object", **names,
+                            "additionalProperties": object_schema({a: value for a in e["attributes"]}, required=False)}
         return object_schema({e["entity_type"]: entity(e) for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         found = []
-        for entities in obj.values():
+        for entity_type, entities in obj.items():
             if not isinstance(entities, dict):
                 continue
             for entity, attributes in entities.items():
@@ -110,11 +116,12 @@ class KGTask(Task):
                 for attribute, value in attributes.items():
                     for v in value if isinstance(value, list) else [value]:
                         if isinstance(v, str) and v.lower() not in _EMPTY_VALUES:
-                            found.append((entity, attribute, v))
+                            found.append(Attribute(Mention(entity), attribute, Mention(v), entity_type))
         return found
 
     def gold_tuples(self, label):
-        return [(e.get("head", ""), e.get("relation", ""), e.get("tail", "")) for e in label if isinstance(e, dict)]
+        return [Attribute(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")), e.get("head_type", ""))
+                for e in label if isinstance(e, dict)]
 
 
 TASK = KGTask()

@@ -19,6 +19,8 @@ class NERTask(LabelListTask):
     label_key = "entity_type"
     value_key = "entity"
     dedupe_on = ("entity", "entity_type")
+    recommended_split_num = 6
+    heading = "Entities"
     sentences = {
         "zh": "你是专门进行实体抽取的专家。请从input中抽取出符合schema定义的实体，不存在的实体类型返回空列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in named entity recognition. Please extract entities that match the schema definition from the input. Return an empty list if the entity type does not exist. Please respond in the format of a JSON string.",

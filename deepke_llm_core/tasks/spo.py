@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..records import Mention, Relation
 from ..schema import Schema
 from .base import STRING, LabelListTask, object_schema
-from .re import relation_tuples
+from .re import RelationScoreItems, relation_tuples
 
 __all__ = ["TASK", "SPOTask", "split_spo"]
 
@@ -27,12 +28,13 @@ def split_spo(item: str) -> tuple[str, str, str]:
     return pieces[0], "_".join(pieces[1:-1]), pieces[-1]
 
 
-class SPOTask(LabelListTask):
+class SPOTask(RelationScoreItems, LabelListTask):
     name = "SPO"
     annotation_field = "relation"
     fields = ("head", "head_type", "relation", "tail", "tail_type")
     dedupe_on = ("head", "relation", "tail")
     label_key = "relation"
+    heading = "Relations"
     sentences = {
         "zh": "你是专门进行关系抽取的专家。请从input中抽取出符合schema定义的关系三元组，不存在的关系返回空列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in relationship extraction. Please extract relationship triples that match the schema definition from the input. Return an empty list for relationships that do not exist. Please respond in the format of a JSON string.",
@@ -69,15 +71,16 @@ class SPOTask(LabelListTask):
         items = super().collect_schema(annotations).types
         return Schema(types=items, roles=list(dict.fromkeys(split_spo(i)[1] for i in items)))
 
-    def output_schema(self, entries):
-        pair = object_schema({"subject": STRING, "object": STRING})
+    def output_schema(self, entries, span=STRING):
+        pair = object_schema({"subject": span, "object": span})
         return object_schema({e["predicate"]: {"type": "array", "items": pair} for e in entries})
 
     def parse_output(self, obj, rel_keys="any"):
         return relation_tuples(obj, rel_keys)
 
     def gold_tuples(self, label):
-        return [(e.get("head", ""), e.get("relation", ""), e.get("tail", "")) for e in label if isinstance(e, dict)]
+        return [Relation(Mention(e.get("head", "")), e.get("relation", ""), Mention(e.get("tail", "")),
+                         e.get("head_type", ""), e.get("tail_type", "")) for e in label if isinstance(e, dict)]
 
 
 TASK = SPOTask()
