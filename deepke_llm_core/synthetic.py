@@ -8,11 +8,15 @@ are split by list. A held-out name never occurs in any training sentence, so a m
 read, not to remember. The parts are shared: ``Grace Holt`` may be held out while ``Grace Lin`` and ``Ada Holt`` are
 trained on, as a real model meets new combinations of familiar pieces.
 
-Three splits:
+Four splits:
 
 * ``train``: training sentence templates, training names (what the tiny base is trained on);
 * ``test``: the same templates, held-out names (the base's held-out check: entities never seen);
-* ``new``: templates the base never trained on, held-out names: a "new domain" to fine-tune on (the quickstart).
+* ``new``: templates the base never trained on, held-out names: a "new domain" to fine-tune on (the quickstart);
+* ``novel``: training templates, names invented from random syllables (zh: random characters of the name parts),
+  thousands per type and never a held-out name. Why: with a few hundred training names a tiny model can answer by
+  picking the closest name it remembers (``Meridian Systems`` -> ``Quantum Systems``); names it cannot remember
+  leave copying from the input as the only way to lower the loss.
 
 One template describes a whole little scene: its slots (typed entities), the relations between slots and at most one
 event. Each task reads its own view of the same scene, in exactly the raw formats of ``SPEC.md`` §1.3:
@@ -53,7 +57,7 @@ __all__ = [
 
 LANGUAGES = ("zh", "en")
 TASKS = ("NER", "RE", "EE")
-SPLITS = ("train", "test", "new")
+SPLITS = ("train", "test", "new", "novel")
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December")
@@ -155,13 +159,64 @@ def _pools(language: str, held_out: bool) -> dict[str, tuple[str, ...]]:
     return pools
 
 
+_NOVEL_PER_TYPE = 4000
+_EN_ONSETS = ("b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "cr",
+              "dr", "gr", "tr", "st", "sh", "ch", "th", "")
+_EN_VOWELS = ("a", "e", "i", "o", "u", "a", "e", "i", "o", "ea", "ou", "y")
+_EN_CODAS = ("", "", "", "n", "r", "l", "s", "t", "m", "x", "nd")
+
+
+def _novel_word(language: str, rng: random.Random, chars: str) -> str:
+    if language == "zh":
+        return "".join(rng.choice(chars) for _ in range(2))
+    syllables = rng.choice((2, 2, 2, 3))
+    word = "".join(rng.choice(_EN_ONSETS) + rng.choice(_EN_VOWELS) + rng.choice(_EN_CODAS) for _ in range(syllables))
+    return word.capitalize()
+
+
+@lru_cache(maxsize=None)
+def _novel_pools(language: str) -> dict[str, tuple[str, ...]]:
+    """Invented names, deterministic: an invented word in each name's variable part, known suffixes and patterns."""
+    parts = _PARTS[language]
+    rng = random.Random(f"novel-{language}")
+    known = {part for values in parts.values() for part in values}
+    held_out = {name for values in _pools(language, True).values() for name in values}
+    chars = "".join(sorted({c for key in ("last", "org_stem", "product_stem") for part in parts[key] for c in part}))
+    sep = " " if language == "en" else ""
+    patterns = parts.get("place_pattern", ("{}",))
+    makers = {
+        "person": lambda w: (w() + sep + w()) if language == "en" else rng.choice(parts["first"]) + w(),
+        "organization": lambda w: w() + sep + rng.choice(parts["org_suffix"]),
+        "product": lambda w: w() + sep + rng.choice(parts["product_noun"]),
+        "location": lambda w: rng.choice(patterns).format(w()) if rng.random() < 0.5 else w(),
+    }
+    pools: dict[str, tuple[str, ...]] = {}
+    for kind, make in makers.items():
+        names: set[str] = set()
+        while len(names) < _NOVEL_PER_TYPE:
+            def word() -> str:
+                while True:
+                    candidate = _novel_word(language, rng, chars)
+                    if candidate not in known:
+                        return candidate
+            name = make(word)
+            if name not in held_out:
+                names.add(name)
+        pools[kind] = tuple(sorted(names))
+    pools["time"] = _pools(language, False)["time"]
+    return pools
+
+
 def vocabulary(language: str, split: str = "train") -> dict[str, tuple[str, ...]]:
     """The entity names of a split, keyed by canonical slot type (``person``, ..., ``time``).
 
-    ``train`` names and ``test``/``new`` names (the held-out pool, shared by both) are disjoint.
+    ``train`` names and ``test``/``new`` names (the held-out pool, shared by both) are disjoint; ``novel`` names
+    are invented and never a held-out name.
     """
     _check_args("NER", language)
     _check_split(split)
+    if split == "novel":
+        return dict(_novel_pools(language))
     return dict(_pools(language, split != "train"))
 
 
@@ -258,8 +313,8 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
         language: ``"zh"`` or ``"en"``.
         n: how many records; each has a different text.
         seed: an int or a ``random.Random``; the same seed gives the same records.
-        split: ``"train"`` (training templates and names), ``"test"`` (training templates, held-out names) or
-            ``"new"`` (templates never trained on, held-out names).
+        split: ``"train"`` (training templates and names), ``"test"`` (training templates, held-out names),
+            ``"new"`` (templates never trained on, held-out names) or ``"novel"`` (training templates, invented names).
         exclude: labels (entity types, relations, event types; any spelling) that must not appear. A scene that
             mentions one is skipped entirely, so the excluded names are never even seen untagged.
         require: if given, only scenes mentioning at least one of these labels are used.
@@ -278,7 +333,7 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
     if not scenes:
         raise ValueError(f"no {split} scene for task={task} language={language} "
                          f"exclude={sorted(exclude)} require={sorted(require)}")
-    pools = _pools(language, split != "train")
+    pools = vocabulary(language, split)
     records: list[dict] = []
     texts: set[str] = set()
     misses = 0  # consecutive draws that repeated a text: many in a row means the combinations are exhausted

@@ -45,6 +45,9 @@ PROMPTS = ("short", "mixed", "full")
 class Phase:
     """One training phase: records per language for each task, steps (batch 16), peak learning rate, prompts.
 
+    ``novel`` adds that share of records (per task and language) whose names are invented (``synthetic`` split
+    ``novel``): a name the model cannot remember has to be copied from the input.
+
     ``prompt`` says which instructions the phase trains on: ``full`` the IEPile instructions users send; ``short``
     the same JSON without its long ``instruction`` text (just ``schema`` and ``input``), and ``mixed`` both forms
     of every record. Why: copying a span out of the input forms within a few thousand steps on short prompts but
@@ -58,10 +61,13 @@ class Phase:
     warmup_steps: int = 200
     prompt: str = "full"
     schedule: str = "cosine"
+    novel: float = 0.0
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
             raise ValueError(f"Phase.prompt must be one of {PROMPTS}, got {self.prompt!r}")
+        if not 0 <= self.novel <= 4:
+            raise ValueError(f"Phase.novel is a share of extra records (0 to 4), got {self.novel!r}")
 
 
 ALL_TASKS = {"NER": 8000, "RE": 4000, "EE": 4000}
@@ -80,8 +86,12 @@ def tiny_base_path() -> Path:
     return BASE_DIR
 
 
-def build_corpus(workdir: Path, records: dict, n_test: int = N_TEST, seed: int = 0) -> dict[str, list[Path]]:
-    """Synthetic raw records -> instruction files (train: one per task and language; test: held-out names)."""
+def build_corpus(workdir: Path, records: dict, n_test: int = N_TEST, seed: int = 0,
+                 novel: float = 0.0) -> dict[str, list[Path]]:
+    """Synthetic raw records -> instruction files (train: one per task and language; test: held-out names).
+
+    ``novel``: records with invented names added to each training file, as a share of its size (``Phase.novel``).
+    """
     from . import synthetic
     from .convert import ConvertConfig, convert_file
     from .io import write_jsonl
@@ -91,6 +101,9 @@ def build_corpus(workdir: Path, records: dict, n_test: int = N_TEST, seed: int =
         for language in LANGUAGES:
             exclude = (HELD_OUT_TYPE,) if task == "NER" else ()
             train, test = synthetic.make_split(task, language, n_train, n_test, seed=seed, exclude=exclude)
+            if novel:
+                train += synthetic.make_records(task, language, round(n_train * novel), split="novel",
+                                                seed=random.Random(f"{seed}-novel"), exclude=exclude)
             folder = workdir / f"synthetic-{task}-{language}"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "schema.json").write_text(synthetic.schema_text(task, language, exclude=exclude), encoding="utf-8")
@@ -187,7 +200,7 @@ def train_tiny_base(output_dir: str, workdir: str, phases: tuple[Phase, ...] = P
     for number, phase in enumerate(phases, start=1):
         folder = work / f"phase-{number}"
         done = folder / "phase.json"
-        files = build_corpus(work / f"data-{number}", phase.records, n_test, seed)
+        files = build_corpus(work / f"data-{number}", phase.records, n_test, seed, phase.novel)
         test_files = files["test"]
         if not done.is_file():
             train_file = _shuffled_union(files["train"], work / f"data-{number}" / f"train-{phase.prompt}.json",
@@ -244,6 +257,8 @@ def with_phase_table(text: str, summaries: list[dict]) -> str:
             "|---" * (6 + len(names)) + "|"]
     for s in summaries:
         data = ", ".join(f"{task} {n}" for task, n in s["records"].items()) + f" ({s.get('prompt', 'full')} prompts)"
+        if s.get("novel"):
+            data += f", + {s['novel']:g}x as many with invented names"
         scores = " | ".join(str(s["held_out"][n]["F1"]) for n in names)
         rows.append(f"| {s['phase']} | {data} | {s['steps']} | {s['learning_rate']} | {s['train_runtime_minutes']} | "
                     f"{scores} | {s['held_out']['well_formed']} |")

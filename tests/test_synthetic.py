@@ -139,6 +139,19 @@ def test_require_a_type_and_exclude_relations_by_name():
     assert "born in" not in synthetic.schema_lines("RE", "en", exclude={"born in"})[1]
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_novel_names_are_invented_and_never_held_out(language):
+    novel = synthetic.vocabulary(language, "novel")
+    held_out = {v for values in synthetic.vocabulary(language, "test").values() for v in values}
+    trained = {v for values in synthetic.vocabulary(language, "train").values() for v in values}
+    names = {v for kind, values in novel.items() if kind != "time" for v in values}
+    assert len(names) >= 4 * 3000 and not names & held_out and not names & trained
+    assert novel["time"] == synthetic.vocabulary(language, "train")["time"]  # held-out years stay held out
+    records = synthetic.make_records("NER", language, 50, seed=5, split="novel")
+    assert records == synthetic.make_records("NER", language, 50, seed=5, split="novel")
+    assert all(e["entity"] in r["text"] and e["entity"] in names | set(novel["time"]) for r in records for e in r["entity"])
+
+
 @pytest.mark.parametrize("task,language", CASES)
 def test_no_name_in_a_record_is_inside_another(task, language):
     """Pools overlap (张伟 / 张伟明, Port Oak / Port Oak Falls is not possible but 华信 stems repeat), so the check is per

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from deepke_llm_core.tiny_base import Phase, _shuffled_union, short_prompt, with_phase_table
+from deepke_llm_core import synthetic
+from deepke_llm_core.tiny_base import Phase, _shuffled_union, build_corpus, short_prompt, with_phase_table
 
 
 def _record(text: str) -> str:
@@ -39,3 +40,18 @@ def test_phase_prompt_is_checked_and_shown_in_the_table():
                "train_runtime_minutes": 1.0, "held_out": {"NER-zh": {"F1": 50.0}, "well_formed": 100.0}}
     table = with_phase_table("<!-- phases: made by tiny_base.py from recipe.json -->\n<!-- /phases -->", [summary])
     assert "| 1 | NER 10 (short prompts) | 100 | 0.001 | 1.0 | 50.0 | 100.0 |" in table
+
+
+def test_a_phase_with_novel_names_adds_that_share_of_invented_records(tmp_path):
+    with pytest.raises(ValueError, match="novel"):
+        Phase({"NER": 10}, 100, 1e-3, novel=-1)
+    plain = build_corpus(tmp_path / "plain", {"RE": 20}, n_test=5)
+    novel = build_corpus(tmp_path / "novel", {"RE": 20}, n_test=5, novel=0.5)
+    for before, after in zip(plain["train"], novel["train"]):
+        old, new = before.read_text(encoding="utf-8").splitlines(), after.read_text(encoding="utf-8").splitlines()
+        assert len(old) == 20 and len(new) == 30
+        language = before.parent.name.rsplit("-", 1)[1]
+        invented = {n for values in synthetic.vocabulary(language, "novel").values() for n in values}
+        inputs = [json.loads(json.loads(line)["instruction"])["input"] for line in new]
+        assert sum(any(n in text for n in invented) for text in inputs) >= 10
+    assert [p.read_text() for p in plain["test"]] == [p.read_text() for p in novel["test"]]
