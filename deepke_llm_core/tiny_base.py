@@ -71,9 +71,11 @@ class Phase:
 
 
 ALL_TASKS = {"NER": 8000, "RE": 4000, "EE": 4000}
-PHASES = (  # copying forms on short prompts (1, 3), then carries over to the IEPile prompt (2, 4)
+PHASES = (  # copying forms on short prompts (1, 3, 5) and carries over to the IEPile prompt (2, 4, 6)
     Phase({"NER": 8000}, 3000, 3e-3, prompt="short", schedule="constant_with_warmup"),
     Phase({"NER": 8000}, 4000, 3e-3, prompt="mixed"),
+    Phase(ALL_TASKS, 4000, 3e-3, prompt="short", schedule="constant_with_warmup"),
+    Phase(ALL_TASKS, 6000, 2e-3, prompt="mixed"),
     Phase(ALL_TASKS, 4000, 3e-3, prompt="short", schedule="constant_with_warmup"),
     Phase(ALL_TASKS, 6000, 2e-3, prompt="mixed"),
 )
@@ -259,7 +261,7 @@ def with_phase_table(text: str, summaries: list[dict]) -> str:
         data = ", ".join(f"{task} {n}" for task, n in s["records"].items()) + f" ({s.get('prompt', 'full')} prompts)"
         if s.get("novel"):
             data += f", + {s['novel']:g}x as many with invented names"
-        scores = " | ".join(str(s["held_out"][n]["F1"]) for n in names)
+        scores = " | ".join(str(s["held_out"][n]["F1"]) if n in s["held_out"] else "-" for n in names)
         rows.append(f"| {s['phase']} | {data} | {s['steps']} | {s['learning_rate']} | {s['train_runtime_minutes']} | "
                     f"{scores} | {s['held_out']['well_formed']} |")
     if _TABLE_START not in text or _TABLE_END not in text:

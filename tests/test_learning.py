@@ -1,14 +1,15 @@
 """Does training teach? Learning tests on the committed tiny IE base, through the real CLI and file formats.
 
-The fine-tuning data is the quickstart's "new domain" for the base (``quickstart.new_domain_records``): English NER
+The fine-tuning data is the quickstart's "new domain" for the base (``quickstart.new_domain_records``): NER
 sentences in styles it never trained on, about products (a type held out of the base) and people, places and
 organisations whose names never occur in its training data. Over two seeds each:
 
 (a) LoRA on 16 examples, asked for ``product`` alone, takes F1 on those very examples from 0 to >= ``FIT["min"]``
-    (masking, template, generation and parsing all line up). MEASURED_FIT
+    (masking, template, generation and parsing all line up). English sentences; measured 0.0 -> 100.0 for both seeds.
 (b) the quickstart's recipe (LoRA on ``QUICKSTART_RECIPE["records"]`` sentences for ``QUICKSTART_STEPS`` steps)
     raises F1 on *other* sentences of the domain, which share no sentence and no product with the fine-tuning
-    ones, by at least ``GENERALISE_MARGIN`` points. MEASURED_GENERALISE
+    ones, by at least ``GENERALISE_MARGIN`` points. In the recipe's language (Chinese: the base copies Chinese names
+    and not yet English ones, RECIPE.md); measured +31.71 (35.2 -> 66.91) and +22.64 (31.91 -> 54.55).
 
 The base itself is checked against the held-out scores it was committed with (``held_out_f1.json``, names never
 seen in training), and guided decoding against unguided.
@@ -28,7 +29,7 @@ from tests.conftest import write_lines
 pytestmark = pytest.mark.slow
 
 FIT = {"records": 16, "steps": 600, "lr": "3e-3", "min": 95.0}
-GENERALISE_MARGIN = 10.0
+GENERALISE_MARGIN = 15.0  # the issue asks for +10; the smallest measured gain is +22.64
 
 
 def scores(capsys, path, task="NER") -> dict:
@@ -48,7 +49,7 @@ def base():
     return tiny_base_path()
 
 
-def convert(tmp_path, named_records: dict, schema_types: list[str]) -> dict:
+def convert(tmp_path, named_records: dict, schema_types: list[str], language: str = "en") -> dict:
     """Raw records -> instruction files: ``{name: (records, split)}`` -> ``{name: path}``."""
     raw = tmp_path / "data" / "NER"
     # Types in sorted order: training instructions (sorted mode) and test instructions (schema-file order) then
@@ -59,7 +60,7 @@ def convert(tmp_path, named_records: dict, schema_types: list[str]) -> dict:
         write_lines(raw / f"{name}.json", records)
         files[name] = tmp_path / f"{name}-{split}.json"
         assert main(["convert", "--src_path", str(raw / f"{name}.json"), "--tgt_path", str(files[name]),
-                     "--schema_path", str(raw / "schema.json"), "--task", "NER", "--language", "en",
+                     "--schema_path", str(raw / "schema.json"), "--task", "NER", "--language", language,
                      "--split_num", "6", "--split", split]) == 0
     return files
 
@@ -98,9 +99,9 @@ def test_the_quickstart_recipe_improves_other_sentences_of_the_domain(base, tmp_
     from deepke_llm_core import synthetic
 
     recipe = QUICKSTART_RECIPE
-    train, others = new_domain_records(seed, recipe["records"], recipe["others"])
+    train, others = new_domain_records(seed, recipe["records"], recipe["others"], recipe["language"])
     files = convert(tmp_path, {"train": (train, "train"), "others": (others, "test")},
-                    synthetic.schema_lines("NER", "en")[0])
+                    synthetic.schema_lines("NER", recipe["language"])[0], recipe["language"])
     adapter = lora(base, files["train"], tmp_path / "lora", QUICKSTART_STEPS, recipe["lr"], seed,
                    recipe["batch_size"], recipe["lora_r"])
     before, after = before_after(base, adapter, files["others"], tmp_path, capsys, "others")

@@ -40,6 +40,10 @@ def test_phase_prompt_is_checked_and_shown_in_the_table():
                "train_runtime_minutes": 1.0, "held_out": {"NER-zh": {"F1": 50.0}, "well_formed": 100.0}}
     table = with_phase_table("<!-- phases: made by tiny_base.py from recipe.json -->\n<!-- /phases -->", [summary])
     assert "| 1 | NER 10 (short prompts) | 100 | 0.001 | 1.0 | 50.0 | 100.0 |" in table
+    later = {**summary, "phase": 2, "held_out": {"NER-zh": {"F1": 60.0}, "RE-zh": {"F1": 9.0}, "well_formed": 99.0}}
+    table = with_phase_table(table, [summary, later])  # a phase that did not train on a task shows "-" for it
+    assert "| 1 | NER 10 (short prompts) | 100 | 0.001 | 1.0 | 50.0 | - | 100.0 |" in table
+    assert "| 2 | NER 10 (short prompts) | 100 | 0.001 | 1.0 | 60.0 | 9.0 | 99.0 |" in table
 
 
 def test_a_phase_with_novel_names_adds_that_share_of_invented_records(tmp_path):
