@@ -13,10 +13,10 @@ Four splits:
 * ``train``: training sentence templates, training names (what the tiny base is trained on);
 * ``test``: the same templates, held-out names (the base's held-out check: entities never seen);
 * ``new``: templates the base never trained on, held-out names: a "new domain" to fine-tune on (the quickstart);
-* ``novel``: training templates, names invented from random syllables (zh: random characters of the name parts),
-  thousands per type and never a held-out name. Why: with a few hundred training names a tiny model can answer by
-  picking the closest name it remembers (``Meridian Systems`` -> ``Quantum Systems``); names it cannot remember
-  leave copying from the input as the only way to lower the loss.
+* ``novel``: training templates, invented names (English: the words of every name part, recombined across types;
+  Chinese: random characters of the parts), thousands per type and never a held-out name. Why: with a few hundred
+  training names a tiny model can answer by picking the closest name it remembers (``Meridian Systems`` ->
+  ``Quantum Systems``); names it cannot remember leave copying from the input as the only way to lower the loss.
 
 One template describes a whole little scene: its slots (typed entities), the relations between slots and at most one
 event. Each task reads its own view of the same scene, in exactly the raw formats of ``SPEC.md`` §1.3:
@@ -160,49 +160,41 @@ def _pools(language: str, held_out: bool) -> dict[str, tuple[str, ...]]:
 
 
 _NOVEL_PER_TYPE = 4000
-_EN_ONSETS = ("b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "cr",
-              "dr", "gr", "tr", "st", "sh", "ch", "th", "")
-_EN_VOWELS = ("a", "e", "i", "o", "u", "a", "e", "i", "o", "ea", "ou", "y")
-_EN_CODAS = ("", "", "", "n", "r", "l", "s", "t", "m", "x", "nd")
-
-
-def _novel_word(language: str, rng: random.Random, chars: str) -> str:
-    if language == "zh":
-        return "".join(rng.choice(chars) for _ in range(2))
-    syllables = rng.choice((2, 2, 2, 3))
-    word = "".join(rng.choice(_EN_ONSETS) + rng.choice(_EN_VOWELS) + rng.choice(_EN_CODAS) for _ in range(syllables))
-    return word.capitalize()
 
 
 @lru_cache(maxsize=None)
 def _novel_pools(language: str) -> dict[str, tuple[str, ...]]:
-    """Invented names, deterministic: an invented word in each name's variable part, known suffixes and patterns."""
+    """Invented names, deterministic, none of them a training or held-out name.
+
+    English: every single word of every name part, in the variable place of every type (a city as an organisation's
+    stem, a surname as a product's): the word alone no longer says the type, only the suffix or pattern after it
+    does, so the answer has to be read off the input. Chinese: two random characters of the parts.
+    """
     parts = _PARTS[language]
+    taken = {name for held_out in (False, True) for values in _pools(language, held_out).values() for name in values}
+    if language == "en":
+        words = sorted({w for key in ("first", "last", "org_stem", "product_stem", "city_train", "place_word")
+                        for w in parts[key]})
+        candidates = {
+            "person": [f"{a} {b}" for a in words for b in words if a != b],
+            "organization": [f"{w} {s}" for w in words for s in parts["org_suffix"]],
+            "product": [f"{w} {n}" for w in words for n in parts["product_noun"]],
+            "location": [p.format(w) for p in parts["place_pattern"] for w in words] + words,
+        }
+    else:
+        chars = sorted({c for key in ("last", "org_stem", "product_stem") for part in parts[key] for c in part})
+        pairs = [a + b for a in chars for b in chars if a != b]
+        candidates = {
+            "person": [f + p for f in parts["first"] for p in pairs],
+            "organization": [p + s for p in pairs for s in parts["org_suffix"]],
+            "product": [p + n for p in pairs for n in parts["product_noun"]],
+            "location": pairs,
+        }
     rng = random.Random(f"novel-{language}")
-    known = {part for values in parts.values() for part in values}
-    held_out = {name for values in _pools(language, True).values() for name in values}
-    chars = "".join(sorted({c for key in ("last", "org_stem", "product_stem") for part in parts[key] for c in part}))
-    sep = " " if language == "en" else ""
-    patterns = parts.get("place_pattern", ("{}",))
-    makers = {
-        "person": lambda w: (w() + sep + w()) if language == "en" else rng.choice(parts["first"]) + w(),
-        "organization": lambda w: w() + sep + rng.choice(parts["org_suffix"]),
-        "product": lambda w: w() + sep + rng.choice(parts["product_noun"]),
-        "location": lambda w: rng.choice(patterns).format(w()) if rng.random() < 0.5 else w(),
-    }
     pools: dict[str, tuple[str, ...]] = {}
-    for kind, make in makers.items():
-        names: set[str] = set()
-        while len(names) < _NOVEL_PER_TYPE:
-            def word() -> str:
-                while True:
-                    candidate = _novel_word(language, rng, chars)
-                    if candidate not in known:
-                        return candidate
-            name = make(word)
-            if name not in held_out:
-                names.add(name)
-        pools[kind] = tuple(sorted(names))
+    for kind, names in candidates.items():
+        free = [n for n in names if n not in taken]
+        pools[kind] = tuple(sorted(rng.sample(free, min(_NOVEL_PER_TYPE, len(free)))))
     pools["time"] = _pools(language, False)["time"]
     return pools
 

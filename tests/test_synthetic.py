@@ -145,7 +145,7 @@ def test_novel_names_are_invented_and_never_held_out(language):
     held_out = {v for values in synthetic.vocabulary(language, "test").values() for v in values}
     trained = {v for values in synthetic.vocabulary(language, "train").values() for v in values}
     names = {v for kind, values in novel.items() if kind != "time" for v in values}
-    assert len(names) >= 4 * 3000 and not names & held_out and not names & trained
+    assert len(names) >= 4 * 1500 and not names & held_out and not names & trained
     assert novel["time"] == synthetic.vocabulary(language, "train")["time"]  # held-out years stay held out
     records = synthetic.make_records("NER", language, 50, seed=5, split="novel")
     assert records == synthetic.make_records("NER", language, 50, seed=5, split="novel")
