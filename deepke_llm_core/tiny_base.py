@@ -71,13 +71,16 @@ class Phase:
 
 
 ALL_TASKS = {"NER": 8000, "RE": 4000, "EE": 4000}
-PHASES = (  # copying forms on short prompts (1, 3, 5) and carries over to the IEPile prompt (2, 4, 6)
+PHASES = (  # copying forms on short prompts (1, 3, 5, 7) and carries over to the IEPile prompt (2, 4, 6, 8);
+    # invented names (7, 8) make remembering useless, and English copying forms
     Phase({"NER": 8000}, 3000, 3e-3, prompt="short", schedule="constant_with_warmup"),
     Phase({"NER": 8000}, 4000, 3e-3, prompt="mixed"),
     Phase(ALL_TASKS, 4000, 3e-3, prompt="short", schedule="constant_with_warmup"),
     Phase(ALL_TASKS, 6000, 2e-3, prompt="mixed"),
     Phase(ALL_TASKS, 4000, 3e-3, prompt="short", schedule="constant_with_warmup"),
     Phase(ALL_TASKS, 6000, 2e-3, prompt="mixed"),
+    Phase(ALL_TASKS, 3000, 3e-3, prompt="short", schedule="constant_with_warmup", novel=1.0),
+    Phase(ALL_TASKS, 5000, 2e-3, prompt="mixed", novel=1.0),
 )
 
 

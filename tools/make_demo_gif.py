@@ -16,7 +16,7 @@ import io
 import tempfile
 from pathlib import Path
 
-from tests.browser_driver import DEMO_LANGUAGE, DEMO_SENTENCE, ROOT, copy_notebook, jupyter_lab, run_app
+from tests.browser_driver import DEMO_SENTENCE, ROOT, copy_notebook, jupyter_lab, run_app
 
 # How long each kind of frame stays on screen, in milliseconds (the result is held longest).
 DURATIONS = {"opened": 1200, "diff": 3000, "ran": 1800, "typing": 350, "typed": 700, "clicked": 700, "extracted": 4500}
@@ -28,8 +28,8 @@ def record(width: int, height: int) -> list[tuple[str, bytes]]:
     frames: list[tuple[str, bytes]] = []
     with tempfile.TemporaryDirectory(prefix="deepke-demo-") as folder:
         with jupyter_lab(Path(folder)) as lab:
-            run_app(lab, copy_notebook(Path(folder)), DEMO_SENTENCE, expect="王雨欣", language=DEMO_LANGUAGE,
-                    viewport=(width, height), type_delay_ms=25, snap=lambda step, page: frames.append((step, page.screenshot())))
+            run_app(lab, copy_notebook(Path(folder)), DEMO_SENTENCE, expect="Sarah Allen", viewport=(width, height),
+                    type_delay_ms=25, snap=lambda step, page: frames.append((step, page.screenshot())))
     return frames
 
 
