@@ -1,7 +1,7 @@
 """Guided decoding on held-out records: unguided vs ``--guided schema`` vs ``--guided spans``.
 
 Runs ``deepke-llm infer`` (the transformers engine, greedy, one loaded model for every run) on the committed tiny
-IE base's held-out records (``assets/tiny-ie-base/held_out``: NER, RE and EE, zh and en, 40 records each) in the
+IE base's held-out records (``assets/tiny-ie-base/held_out``: NER, RE and EE, zh and en, 60 records each) in the
 three modes and prints, per file and mode: parse failures (answers that are not a JSON object), extracted strings
 and how many of them are not in the input text (hallucinated), F1 (EE: event / argument) and seconds (wall clock,
 and the CPU time of this process, which other jobs on a shared machine disturb less), then the totals with the

@@ -1,9 +1,22 @@
-"""Synthetic raw IE records (NER, RE, EE; zh and en) from a closed vocabulary.
+"""Synthetic raw IE records (NER, RE, EE; zh and en) whose held-out entities never occur in training.
 
-Why a closed vocabulary: a model of a few hundred thousand parameters learns the JSON frame of an answer at once, but
-it cannot learn to copy a name it has never seen (``shared/TINY_MODELS.md``). So every entity here comes from a small
-fixed list per type, and new sentences recombine those entities. The held-out split uses *sentence templates* the
-training split never uses, so a model that scores on it has learned to read, not to remember sentences.
+Why compositional name pools: a tiny model learns the JSON frame of an answer at once, but it only learns to *copy*
+a span from the input when remembering names stops paying (``shared/TINY_MODELS.md``). So names are built from parts
+(English first x last names, Chinese surname + given name, organisations and products as stem + suffix, dates as
+month + year) and every full name is assigned, by a stable hash, to the training pool or the held-out pool; cities
+are split by list. A held-out name never occurs in any training sentence, so a model that extracts it has learned to
+read, not to remember. The parts are shared: ``Grace Holt`` may be held out while ``Grace Lin`` and ``Ada Holt`` are
+trained on, as a real model meets new combinations of familiar pieces.
+
+Four splits:
+
+* ``train``: training sentence templates, training names (what the tiny base is trained on);
+* ``test``: the same templates, held-out names (the base's held-out check: entities never seen);
+* ``new``: templates the base never trained on, held-out names: a "new domain" to fine-tune on (the quickstart);
+* ``novel``: training templates, invented names (English: the words of every name part, recombined across types;
+  Chinese: random characters of the parts), thousands per type and never a held-out name. Why: with a few hundred
+  training names a tiny model can answer by picking the closest name it remembers (``Meridian Systems`` ->
+  ``Quantum Systems``); names it cannot remember leave copying from the input as the only way to lower the loss.
 
 One template describes a whole little scene: its slots (typed entities), the relations between slots and at most one
 event. Each task reads its own view of the same scene, in exactly the raw formats of ``SPEC.md`` §1.3:
@@ -24,12 +37,16 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from functools import lru_cache
+
+from ._synthetic_scenes import ENTITY_TYPES, EVENTS, NEW_SCENES, RELATIONS, SLOT_TYPES, TRAIN_SCENES, Scene
 
 __all__ = [
     "LANGUAGES",
     "TASKS",
+    "SPLITS",
     "vocabulary",
     "make_records",
     "make_split",
@@ -40,109 +57,65 @@ __all__ = [
 
 LANGUAGES = ("zh", "en")
 TASKS = ("NER", "RE", "EE")
+SPLITS = ("train", "test", "new", "novel")
 
-# Canonical key -> (zh name, en name). "time" is a slot type used by events only; it is not an NER type.
-_ENTITY_TYPES = {
-    "person": ("人物", "person"),
-    "location": ("地点", "location"),
-    "organization": ("组织机构", "organization"),
-    "product": ("产品", "product"),
-}
-# relation key -> (zh, en, head slot type, tail slot type)
-_RELATIONS = {
-    "works_for": ("就职于", "works for", "person", "organization"),
-    "born_in": ("出生地", "born in", "person", "location"),
-    "located_in": ("位于", "located in", "organization", "location"),
-    "founded_by": ("创始人", "founded by", "organization", "person"),
-    "produced_by": ("生产商", "produced by", "product", "organization"),
-}
-# event key -> (zh name, en name, ((role key, zh role, en role, slot type), ...))
-_EVENTS = {
-    "acquisition": ("企业收购", "acquisition", (
-        ("acquirer", "收购方", "acquirer", "organization"),
-        ("target", "被收购方", "target", "organization"),
-        ("time", "时间", "time", "time"))),
-    "employment": ("人物入职", "employment", (
-        ("employee", "入职者", "employee", "person"),
-        ("employer", "公司", "employer", "organization"),
-        ("time", "时间", "time", "time"))),
-    "launch": ("产品发布", "product launch", (
-        ("company", "发布方", "company", "organization"),
-        ("product", "产品", "product", "product"),
-        ("time", "时间", "time", "time"))),
-}
-# No entity is a substring of another entity of the same language, so a span found in the text is unambiguous.
-_VOCAB = {
-    "zh": {
-        "person": ("张伟", "李娜", "王芳", "刘洋", "陈静", "杨磊", "赵敏", "周杰", "吴昊", "孙悦"),
-        "location": ("北京", "上海", "杭州", "南京", "成都", "武汉", "西安", "广州"),
-        "organization": ("浙江大学", "清华大学", "华为公司", "阿里巴巴", "中国银行", "腾讯公司", "复旦大学", "小米集团"),
-        "product": ("智能手表", "平板电脑", "无人机", "电动汽车", "扫地机器人", "蓝牙耳机"),
-        "time": ("2019年", "2020年", "2021年", "2022年3月", "去年", "上个月"),
-    },
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+_YEARS = tuple(range(2001, 2025))
+# Name parts. No part of one type is a substring of a name of another type in the same record (checked when filling).
+_PARTS = {
     "en": {
-        "person": ("Alice Smith", "John Brown", "Maria Garcia", "David Lee", "Emma Wilson", "Tom Clark",
-                   "Sarah Johnson", "Kevin Wang"),
-        "location": ("London", "Paris", "Berlin", "Tokyo", "Boston", "Madrid", "Sydney", "Toronto"),
-        "organization": ("Google", "Oxford University", "Siemens", "Toyota", "Harvard University", "Red Cross",
-                         "Nokia", "Deutsche Bank"),
-        "product": ("Nova Phone", "Aero Drone", "Pulse Watch", "Orbit Tablet", "Volt Car", "Echo Buds"),
-        "time": ("2019", "2020", "2021", "March 2022", "May 2023", "June 2018"),
+        "first": ("Alice", "John", "Maria", "David", "Emma", "Tom", "Sarah", "Kevin", "Laura", "Peter", "Nina", "Oscar",
+                  "Grace", "Henry", "Julia", "Victor", "Chloe", "Samuel", "Irene", "Marcus", "Helen", "Daniel", "Rosa",
+                  "Felix", "Diana", "Lucas", "Paula", "Hugo", "Clara", "Martin", "Sofia", "Adam", "Vera", "Leon",
+                  "Emily", "Ivan", "Hannah", "Omar", "Lily", "Ethan"),
+        "last": ("Smith", "Brown", "Garcia", "Lee", "Wilson", "Clark", "Johnson", "Wang", "Miller", "Davis", "Lopez",
+                 "Turner", "Baker", "Young", "Hall", "Allen", "Wright", "Scott", "Green", "Adams", "Nelson", "Hill",
+                 "Carter", "Mitchell", "Parker", "Evans", "Collins", "Stewart", "Morris", "Reed", "Cook", "Morgan",
+                 "Bell", "Murphy", "Bailey", "Cooper", "Howard", "Ward", "Cox", "Holt"),
+        "org_stem": ("Apex", "Vertex", "Nimbus", "Orion", "Cobalt", "Summit", "Harbor", "Crescent", "Falcon",
+                     "Granite", "Meridian", "Pioneer", "Quantum", "Sterling", "Atlas", "Beacon", "Cedar", "Delta",
+                     "Ember", "Frontier", "Helix", "Juniper", "Keystone", "Lumen", "Maple", "Northwind", "Onyx",
+                     "Prism", "Redwood", "Titan", "Vanguard", "Willow", "Zenith", "Polaris", "Aurora", "Evergreen"),
+        "org_suffix": ("Labs", "Group", "Bank", "University", "Motors", "Systems", "Energy", "Media", "Foods",
+                       "Airlines"),
+        "product_stem": ("Nova", "Aero", "Pulse", "Orbit", "Volt", "Echo", "Flux", "Glide", "Halo", "Lyra", "Nexa",
+                         "Pixel", "Sonic", "Terra", "Vibe", "Zephyr", "Astra", "Blaze", "Comet", "Drift", "Fusion",
+                         "Kite", "Quasar", "Spark"),
+        "product_noun": ("Phone", "Drone", "Watch", "Tablet", "Car", "Buds", "Speaker", "Camera", "Laptop", "Router",
+                         "Scooter", "Headset"),
+        "city_train": ("London", "Paris", "Berlin", "Tokyo", "Boston", "Madrid", "Sydney", "Toronto", "Chicago",
+                       "Vienna", "Dublin", "Lisbon", "Oslo", "Prague", "Seoul", "Denver", "Austin", "Seattle",
+                       "Geneva", "Milan", "Munich", "Osaka", "Dallas", "Atlanta", "Warsaw", "Helsinki", "Athens",
+                       "Cairo", "Lagos", "Lima", "Quito", "Rome"),
+        # Two-word places: each word is also trained on in other places, so a held-out place is new words in a new
+        # combination but never a piece the tokenizer only uses inside held-out names.
+        "place_word": ("Ash", "Oak", "Brook", "Clay", "Stone", "Fair", "River", "King", "Wood", "Bright", "Marsh",
+                       "Glen", "Rock", "Salt", "Wind", "Pine", "Elk", "Fox", "Hawk", "Cole"),
+        "place_pattern": ("Port {}", "Lake {}", "Mount {}", "Fort {}", "New {}", "{} Falls", "{} Bay", "{} Springs"),
+    },
+    "zh": {
+        "first": ("张", "王", "李", "赵", "刘", "陈", "杨", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡", "郭", "何",
+                  "林", "高", "罗", "郑", "梁", "谢", "宋"),
+        "last": ("伟", "娜", "芳", "洋", "静", "磊", "敏", "杰", "昊", "悦", "明", "华", "强", "丽", "军", "婷", "勇",
+                 "艳", "涛", "超", "建国", "志强", "晓明", "海燕", "子涵", "雨欣", "思远", "浩然", "欣怡", "俊杰",
+                 "文博", "宇航", "梓萱", "一鸣", "佳琪", "天宇", "雅婷", "振华", "秀英", "国庆"),
+        "org_stem": ("华信", "恒达", "天启", "博远", "金石", "蓝海", "星河", "宏图", "东方", "鼎盛", "中科", "远航",
+                     "新锐", "万通", "嘉禾", "瑞丰", "海川", "明德", "长城", "光华", "安泰", "永安", "国泰", "春晖",
+                     "青云", "银河", "泰和", "九州", "盛世", "鸿运", "凯旋", "百川"),
+        "org_suffix": ("公司", "集团", "大学", "银行", "科技", "研究院", "医院", "航空"),
+        "product_stem": ("星光", "云帆", "极光", "飞鹰", "雷霆", "晨曦", "灵动", "天籁", "疾风", "火花", "流星",
+                         "彩虹", "蜂鸟", "海豚", "麒麟", "凤凰", "北斗", "启明", "青鸟", "白鹭"),
+        "product_noun": ("手表", "平板", "无人机", "汽车", "耳机", "手机", "音箱", "相机", "机器人", "电脑", "滑板车",
+                         "眼镜"),
+        "city_train": ("北京", "上海", "杭州", "南京", "成都", "武汉", "西安", "广州", "深圳", "重庆", "天津", "苏州",
+                       "长沙", "郑州", "青岛", "宁波", "厦门", "大连", "沈阳", "济南", "合肥", "福州", "昆明", "贵阳",
+                       "太原", "兰州", "哈尔滨", "石家庄", "温州", "无锡"),
+        "city_held_out": ("南宁", "北海", "西宁", "长春", "济宁", "大庆", "汉中", "南通"),
     },
 }
-_SLOT_TYPES = {"p": "person", "l": "location", "o": "organization", "x": "product", "t": "time"}
-
-
-@dataclass(frozen=True)
-class _Scene:
-    """One sentence pattern: slots ``{p1}``, ``{o2}``... (letter = type), relations and an optional event."""
-
-    zh: str
-    en: str
-    relations: tuple[tuple[str, str, str], ...] = ()  # (head slot, relation key, tail slot)
-    event: tuple[str, str, str, tuple[tuple[str, str], ...]] | None = None  # (key, zh trigger, en trigger, roles)
-    heldout: bool = False
-
-
-_SCENES = (
-    _Scene("{p1}出生在{l1}，现在就职于{o1}。", "{p1} was born in {l1} and now works for {o1}.",
-           (("p1", "born_in", "l1"), ("p1", "works_for", "o1"))),
-    _Scene("{o1}由{p1}创办，总部位于{l1}。", "{o1} was founded by {p1} and is based in {l1}.",
-           (("o1", "founded_by", "p1"), ("o1", "located_in", "l1"))),
-    _Scene("{t1}，{o1}宣布收购{o2}。", "In {t1}, {o1} acquired {o2}.",
-           event=("acquisition", "收购", "acquired", (("acquirer", "o1"), ("target", "o2"), ("time", "t1")))),
-    _Scene("{p1}于{t1}加入{o1}，担任工程师。", "{p1} joined {o1} as an engineer in {t1}.",
-           (("p1", "works_for", "o1"),),
-           ("employment", "加入", "joined", (("employee", "p1"), ("employer", "o1"), ("time", "t1")))),
-    _Scene("{o1}在{l1}发布了新款{x1}。", "{o1} launched the {x1} in {l1}.",
-           (("x1", "produced_by", "o1"),),
-           ("launch", "发布", "launched", (("company", "o1"), ("product", "x1")))),
-    _Scene("来自{l1}的{p1}和{p2}都在{o1}工作。", "{p1} and {p2} from {l1} both work at {o1}.",
-           (("p1", "works_for", "o1"), ("p2", "works_for", "o1"))),
-    _Scene("{x1}由{o1}生产，{o1}的创始人是{p1}。", "The {x1} is made by {o1}, whose founder is {p1}.",
-           (("x1", "produced_by", "o1"), ("o1", "founded_by", "p1"))),
-    _Scene("{p1}的家乡是{l1}。", "The birthplace of {p1} is {l1}.",
-           (("p1", "born_in", "l1"),), heldout=True),
-    _Scene("{t1}{o1}完成了对{o2}的收购，协议在{l1}签署。", "{o2} was bought by {o1} in {t1} after talks in {l1}.",
-           event=("acquisition", "收购", "bought", (("acquirer", "o1"), ("target", "o2"), ("time", "t1"))),
-           heldout=True),
-    _Scene("{o1}位于{l1}，{p1}在那里工作了很多年。", "{o1} is located in {l1}, where {p1} has worked for years.",
-           (("o1", "located_in", "l1"), ("p1", "works_for", "o1"))),
-    _Scene("{t1}，{o1}推出了{x1}。", "In {t1}, {o1} released the {x1}.",
-           (("x1", "produced_by", "o1"),),
-           ("launch", "推出", "released", (("company", "o1"), ("product", "x1"), ("time", "t1"))), heldout=True),
-    _Scene("{p1}离开{o1}后，{t1}加入了{o2}。", "{p1} left {o1} and joined {o2} in {t1}.",
-           (("p1", "works_for", "o2"),),
-           ("employment", "加入", "joined", (("employee", "p1"), ("employer", "o2"), ("time", "t1")))),
-    _Scene("{p1}出生于{l1}，后来创立了{o1}。", "Born in {l1}, {p1} later founded {o1}.",
-           (("p1", "born_in", "l1"), ("o1", "founded_by", "p1")), heldout=True),
-    _Scene("{p1}和{p2}在{l1}见面。", "{p1} met {p2} in {l1}."),
-    _Scene("{o1}的{x1}在{l1}很受欢迎。", "The {x1} from {o1} is popular in {l1}.",
-           (("x1", "produced_by", "o1"),)),
-    _Scene("{l1}的{o1}聘请了{p1}。", "{o1} in {l1} hired {p1}.",
-           (("p1", "works_for", "o1"), ("o1", "located_in", "l1")),
-           ("employment", "聘请", "hired", (("employee", "p1"), ("employer", "o1"))), heldout=True),
-)
+_HELD_OUT_BUCKETS = 5  # one name in five (by a stable hash) is held out of training
+_HELD_OUT_YEARS = (2004, 2009, 2013, 2018, 2023)  # dates are held out by year: "2004" is inside "March 2004"
 
 
 def _check_args(task: str, language: str) -> None:
@@ -152,11 +125,99 @@ def _check_args(task: str, language: str) -> None:
         raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
 
 
-def _lang_index(language: str) -> int:
-    return LANGUAGES.index(language)
+def _held_out_name(name: str) -> bool:
+    """A stable (process- and platform-independent) choice of the held-out fifth of compositional names."""
+    return zlib.crc32(name.encode("utf-8")) % _HELD_OUT_BUCKETS == 0
 
 
-def _slots(scene: _Scene) -> list[str]:
+def _all_names(language: str) -> dict[str, list[str]]:
+    """Every name of every slot type, before the train / held-out partition."""
+    parts = _PARTS[language]
+    sep = " " if language == "en" else ""
+    if language == "en":
+        times = [str(y) for y in _YEARS] + [f"{m} {y}" for y in _YEARS for m in _MONTHS]
+    else:
+        times = [f"{y}年" for y in _YEARS] + [f"{y}年{m}月" for y in _YEARS for m in range(1, 13)]
+    return {
+        "person": [f"{a}{sep}{b}" for a in parts["first"] for b in parts["last"]],
+        "organization": [f"{a}{sep}{b}" for a in parts["org_stem"] for b in parts["org_suffix"]],
+        "product": [f"{a}{sep}{b}" for a in parts["product_stem"] for b in parts["product_noun"]],
+        "time": times,
+        "location": [p.format(w) for p in parts.get("place_pattern", ()) for w in parts.get("place_word", ())],
+    }
+
+
+@lru_cache(maxsize=None)
+def _pools(language: str, held_out: bool) -> dict[str, tuple[str, ...]]:
+    parts = _PARTS[language]
+    pools = {kind: tuple(n for n in names if _held_out_name(n) == held_out)
+             for kind, names in _all_names(language).items() if kind != "time"}
+    pools["time"] = tuple(n for n in _all_names(language)["time"]
+                          if any(str(y) in n for y in _HELD_OUT_YEARS) == held_out)
+    # Cities: a list split in two (zh), or famous cities for training plus a share of two-word places (en).
+    pools["location"] = (parts.get("city_held_out", ()) if held_out else parts["city_train"]) + pools["location"]
+    return pools
+
+
+_NOVEL_PER_TYPE = 4000
+
+
+@lru_cache(maxsize=None)
+def _novel_pools(language: str) -> dict[str, tuple[str, ...]]:
+    """Invented names, deterministic, none of them a training or held-out name.
+
+    English: every single word of every name part, in the variable place of every type (a city as an organisation's
+    stem, a surname as a product's): the word alone no longer says the type, only the suffix or pattern after it
+    does, so the answer has to be read off the input. Chinese: two random characters of the parts.
+    """
+    parts = _PARTS[language]
+    taken = {name for held_out in (False, True) for values in _pools(language, held_out).values() for name in values}
+    if language == "en":
+        words = sorted({w for key in ("first", "last", "org_stem", "product_stem", "city_train", "place_word")
+                        for w in parts[key]})
+        candidates = {
+            "person": [f"{a} {b}" for a in words for b in words if a != b],
+            "organization": [f"{w} {s}" for w in words for s in parts["org_suffix"]],
+            "product": [f"{w} {n}" for w in words for n in parts["product_noun"]],
+            "location": [p.format(w) for p in parts["place_pattern"] for w in words] + words,
+        }
+    else:
+        chars = sorted({c for key in ("last", "org_stem", "product_stem") for part in parts[key] for c in part})
+        pairs = [a + b for a in chars for b in chars if a != b]
+        candidates = {
+            "person": [f + p for f in parts["first"] for p in pairs],
+            "organization": [p + s for p in pairs for s in parts["org_suffix"]],
+            "product": [p + n for p in pairs for n in parts["product_noun"]],
+            "location": pairs,
+        }
+    rng = random.Random(f"novel-{language}")
+    pools: dict[str, tuple[str, ...]] = {}
+    for kind, names in candidates.items():
+        free = [n for n in names if n not in taken]
+        pools[kind] = tuple(sorted(rng.sample(free, min(_NOVEL_PER_TYPE, len(free)))))
+    pools["time"] = _pools(language, False)["time"]
+    return pools
+
+
+def vocabulary(language: str, split: str = "train") -> dict[str, tuple[str, ...]]:
+    """The entity names of a split, keyed by canonical slot type (``person``, ..., ``time``).
+
+    ``train`` names and ``test``/``new`` names (the held-out pool, shared by both) are disjoint; ``novel`` names
+    are invented and never a held-out name.
+    """
+    _check_args("NER", language)
+    _check_split(split)
+    if split == "novel":
+        return dict(_novel_pools(language))
+    return dict(_pools(language, split != "train"))
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(map(repr, SPLITS))}")
+
+
+def _slots(scene: Scene) -> list[str]:
     """Slot names in order of first appearance in the zh pattern (same set in both languages)."""
     names: list[str] = []
     for piece in scene.zh.split("{")[1:]:
@@ -166,68 +227,73 @@ def _slots(scene: _Scene) -> list[str]:
     return names
 
 
-def _labels(scene: _Scene) -> set[str]:
+def _labels(scene: Scene) -> set[str]:
     """Every spelling of every label the scene mentions: canonical keys plus zh and en names."""
     out: set[str] = set()
     for slot in _slots(scene):
-        kind = _SLOT_TYPES[slot[0]]
+        kind = SLOT_TYPES[slot[0]]
         out.add(kind)
-        out.update(_ENTITY_TYPES.get(kind, ()))
+        out.update(ENTITY_TYPES.get(kind, ()))
     for _, rel, _ in scene.relations:
         out.add(rel)
-        out.update(_RELATIONS[rel][:2])
+        out.update(RELATIONS[rel][:2])
     if scene.event:
         out.add(scene.event[0])
-        out.update(_EVENTS[scene.event[0]][:2])
+        out.update(EVENTS[scene.event[0]][:2])
     return out
 
 
 def _excluded_keys(exclude: Collection[str]) -> set[str]:
     """Canonical keys of every label knocked out by ``exclude``, including labels that depend on an excluded type."""
     keys: set[str] = set()
-    for key, names in _ENTITY_TYPES.items():
+    for key, names in ENTITY_TYPES.items():
         if key in exclude or set(names) & set(exclude):
             keys.add(key)
-    for key, (zh, en, head, tail) in _RELATIONS.items():
+    for key, (zh, en, head, tail) in RELATIONS.items():
         if {key, zh, en} & set(exclude) or {head, tail} & keys:
             keys.add(key)
-    for key, (zh, en, roles) in _EVENTS.items():
+    for key, (zh, en, roles) in EVENTS.items():
         if {key, zh, en} & set(exclude) or {r[3] for r in roles} & keys:
             keys.add(key)
     return keys
 
 
-def vocabulary(language: str) -> dict[str, tuple[str, ...]]:
-    """The closed entity vocabulary of a language, keyed by canonical slot type (``person``, ..., ``time``)."""
-    _check_args("NER", language)
-    return dict(_VOCAB[language])
-
-
-def _scene_has(scene: _Scene, task: str) -> bool:
+def _scene_has(scene: Scene, task: str) -> bool:
     return {"NER": True, "RE": bool(scene.relations), "EE": scene.event is not None}[task]
 
 
-def _render(scene: _Scene, task: str, language: str, fill: dict[str, str]) -> dict:
-    li = _lang_index(language)
+def _render(scene: Scene, task: str, language: str, fill: dict[str, str]) -> dict:
+    li = LANGUAGES.index(language)
     text = getattr(scene, language).format(**fill)
     if task == "NER":
         seen: set[str] = set()
         ents = []
         for slot in _slots(scene):
-            kind = _SLOT_TYPES[slot[0]]
-            if kind in _ENTITY_TYPES and fill[slot] not in seen:
+            kind = SLOT_TYPES[slot[0]]
+            if kind in ENTITY_TYPES and fill[slot] not in seen:
                 seen.add(fill[slot])
-                ents.append({"entity": fill[slot], "entity_type": _ENTITY_TYPES[kind][li]})
+                ents.append({"entity": fill[slot], "entity_type": ENTITY_TYPES[kind][li]})
         ents.sort(key=lambda e: text.find(e["entity"]))
         return {"text": text, "entity": ents}
     if task == "RE":
-        rels = [{"head": fill[h], "relation": _RELATIONS[r][li], "tail": fill[t]} for h, r, t in scene.relations]
+        rels = [{"head": fill[h], "relation": RELATIONS[r][li], "tail": fill[t]} for h, r, t in scene.relations]
         return {"text": text, "relation": rels}
     key, zh_trigger, en_trigger, roles = scene.event  # type: ignore[misc]
-    role_names = {r[0]: r[1 + li] for r in _EVENTS[key][2]}
+    role_names = {r[0]: r[1 + li] for r in EVENTS[key][2]}
     args = [{"argument": fill[slot], "role": role_names[role]} for role, slot in roles]
     trigger = zh_trigger if language == "zh" else en_trigger
-    return {"text": text, "event": [{"event_trigger": trigger, "event_type": _EVENTS[key][li], "arguments": args}]}
+    return {"text": text, "event": [{"event_trigger": trigger, "event_type": EVENTS[key][li], "arguments": args}]}
+
+
+def _fill(scene: Scene, pools: dict[str, tuple[str, ...]], rng: random.Random) -> dict[str, str] | None:
+    """Names for the slots; ``None`` when a draw overlaps (one name inside another makes a span ambiguous)."""
+    fill: dict[str, str] = {}
+    for slot in _slots(scene):
+        value = rng.choice(pools[SLOT_TYPES[slot[0]]])
+        if any(value in other or other in value for other in fill.values()):
+            return None
+        fill[slot] = value
+    return fill
 
 
 def make_records(task: str, language: str, n: int, *, seed: int | random.Random = 0, split: str = "train",
@@ -239,7 +305,8 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
         language: ``"zh"`` or ``"en"``.
         n: how many records; each has a different text.
         seed: an int or a ``random.Random``; the same seed gives the same records.
-        split: ``"train"`` or ``"test"``; the two use disjoint sentence templates, same entity vocabulary.
+        split: ``"train"`` (training templates and names), ``"test"`` (training templates, held-out names),
+            ``"new"`` (templates never trained on, held-out names) or ``"novel"`` (training templates, invented names).
         exclude: labels (entity types, relations, event types; any spelling) that must not appear. A scene that
             mentions one is skipped entirely, so the excluded names are never even seen untagged.
         require: if given, only scenes mentioning at least one of these labels are used.
@@ -248,17 +315,17 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
         ValueError: on an unknown task/language/split, or when the filters leave no scene or too few texts.
     """
     _check_args(task, language)
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+    _check_split(split)
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     dropped = _excluded_keys(exclude)
-    scenes = [s for s in _SCENES
-              if s.heldout == (split == "test") and _scene_has(s, task)
+    scenes = [s for s in (NEW_SCENES if split == "new" else TRAIN_SCENES)
+              if _scene_has(s, task)
               and not (_labels(s) & (dropped | set(exclude)))
               and (not require or _labels(s) & set(require))]
     if not scenes:
         raise ValueError(f"no {split} scene for task={task} language={language} "
                          f"exclude={sorted(exclude)} require={sorted(require)}")
+    pools = vocabulary(language, split)
     records: list[dict] = []
     texts: set[str] = set()
     misses = 0  # consecutive draws that repeated a text: many in a row means the combinations are exhausted
@@ -266,12 +333,9 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
         if misses > 5000:
             raise ValueError(f"only about {len(records)} distinct texts possible for these filters; asked for {n}")
         scene = rng.choice(scenes)
-        fill: dict[str, str] = {}
-        for slot in _slots(scene):
-            pool = [v for v in _VOCAB[language][_SLOT_TYPES[slot[0]]] if v not in fill.values()]
-            fill[slot] = rng.choice(pool)
-        record = _render(scene, task, language, fill)
-        if record["text"] in texts:
+        fill = _fill(scene, pools, rng)
+        record = _render(scene, task, language, fill) if fill else None
+        if record is None or record["text"] in texts:
             misses += 1
             continue
         misses = 0
@@ -282,7 +346,7 @@ def make_records(task: str, language: str, n: int, *, seed: int | random.Random 
 
 def make_split(task: str, language: str, n_train: int, n_test: int, *, seed: int = 0,
                exclude: Collection[str] = (), require: Collection[str] = ()) -> tuple[list[dict], list[dict]]:
-    """A train set and a held-out set: different sentence templates, the same entity vocabulary.
+    """A train set and a held-out set: the same sentence templates, disjoint entity names.
 
     The two sets use independent seeds derived from ``seed`` so that changing ``n_train`` does not change the test set.
     """
@@ -299,16 +363,16 @@ def schema_lines(task: str, language: str, *, exclude: Collection[str] = ()) -> 
     NER: ``[types, [], {}]``; RE: ``[[], relations, {}]``; EE: ``[event types, all roles, {type: roles}]``.
     """
     _check_args(task, language)
-    li = _lang_index(language)
+    li = LANGUAGES.index(language)
     dropped = _excluded_keys(exclude)
     if task == "NER":
-        return [[names[li] for key, names in _ENTITY_TYPES.items() if key not in dropped], [], {}]
+        return [[names[li] for key, names in ENTITY_TYPES.items() if key not in dropped], [], {}]
     if task == "RE":
-        return [[], [v[li] for key, v in _RELATIONS.items() if key not in dropped], {}]
+        return [[], [v[li] for key, v in RELATIONS.items() if key not in dropped], {}]
     types: list[str] = []
     roles: list[str] = []
     by_type: dict[str, list[str]] = {}
-    for key, (zh, en, role_defs) in _EVENTS.items():
+    for key, (zh, en, role_defs) in EVENTS.items():
         if key in dropped:
             continue
         name = (zh, en)[li]
@@ -324,15 +388,16 @@ def schema_text(task: str, language: str, *, exclude: Collection[str] = ()) -> s
 
 
 def corpus_texts(n_per_task: int = 200, seed: int = 0) -> list[str]:
-    """Text a tiny tokenizer should know well: training sentences, their JSON labels, every name and label.
+    """Text a tiny tokenizer should know well: training sentences, their JSON labels, every training name and label.
 
-    Only the *train* templates are used (as ``shared/TINY_MODELS.md`` measured), but every vocabulary entry and label
-    name is included once, so a held-out sentence still tokenizes its entities into the same whole pieces.
+    Only the *train* split is used: held-out names tokenize into pieces learned from training text (the pre-tokenizer
+    keeps a span's tokens the same in the sentence and in the answer), never into pieces of their own that training
+    would leave untrained.
     """
     rng = random.Random(seed)
     out: list[str] = []
     for language in LANGUAGES:
-        for values in _VOCAB[language].values():
+        for values in _pools(language, False).values():
             out.extend(values)
         for task in TASKS:
             out.append(schema_text(task, language))

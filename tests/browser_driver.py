@@ -28,7 +28,8 @@ from typing import Any
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "10_interactive_extraction.ipynb"
-DEMO_SENTENCE = "David Lee joined Deutsche Bank as an engineer in June 2018."  # the tiny base reads it right
+# Both names are held out of the tiny base's training: it reads them off the sentence.
+DEMO_SENTENCE = "Sarah Allen joined Meridian Systems as an engineer in June 2018."
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
 # JupyterLab settings for a scripted session: every cell in the DOM (no virtual scrolling, so the app's widget

@@ -33,10 +33,10 @@ def test_the_app_highlights_what_the_tiny_base_extracts(tmp_path):
             _require(f"the python package {module} (pip install -e '.[dev]')", False)
     start = time.monotonic()
     with jupyter_lab(tmp_path) as lab:
-        page = run_app(lab, copy_notebook(tmp_path), DEMO_SENTENCE, expect="David Lee")
+        page = run_app(lab, copy_notebook(tmp_path), DEMO_SENTENCE, expect="Sarah Allen")
     assert page["status"] == "done", page
     highlighted = {(label["marked"], label["type"]) for label in page["labels"]}
-    assert ("David Lee", "person") in highlighted and ("Deutsche Bank", "organization") in highlighted
+    assert ("Sarah Allen", "person") in highlighted and ("Meridian Systems", "organization") in highlighted
     assert all(label["marked"] == label["text"] for label in page["labels"])  # the highlight covers the whole span
-    assert '"David Lee"' in page["json"]
+    assert '"Sarah Allen"' in page["json"]
     assert time.monotonic() - start < 90

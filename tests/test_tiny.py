@@ -58,6 +58,17 @@ def test_entity_spans_tokenize_identically_in_text_and_json_answer(tokenizer):
     assert checked > 100
 
 
+def test_held_out_names_are_made_of_pieces_that_training_text_uses(tokenizer):
+    """A held-out name must not need a token that the training text never produces: that token's embedding would
+    stay untrained and the model could not copy it (e.g. "Brook" alone, when every training "Brookton" is one token)."""
+    used = {i for text in tiny.default_corpus() for i in tokenizer.encode(text, add_special_tokens=False)}
+    for language in synthetic.LANGUAGES:
+        for names in synthetic.vocabulary(language, "test").values():
+            unused = {name: [tokenizer.decode([i]) for i in tokenizer.encode(name, add_special_tokens=False)
+                             if i not in used] for name in names}
+            assert not {name: pieces for name, pieces in unused.items() if pieces}
+
+
 def test_words_are_whole_pieces_and_cjk_digits_are_single(tokenizer):
     pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str('"Alice Smith" 在2019年')
     assert [p for p, _ in pieces] == ['"', "Alice", "Ġ", "Smith", '"', "Ġ", "åľ¨", "2", "0", "1", "9", "å¹´"]

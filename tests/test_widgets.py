@@ -23,8 +23,9 @@ from deepke_llm_core.widgets import default_schema_text, extractor_app, tiny_bas
 from tests.conftest import read_lines, write_lines
 from tests.icl_server import FakeOpenAI
 
-EN = "Maria Garcia joined Deutsche Bank as an engineer in 2021."
-ZH = "周杰出生在成都，现在就职于阿里巴巴。"
+# The names are held out of the tiny base's training (成都 is one of its training cities): it reads them off the text.
+EN = "Sarah Allen joined Meridian Systems as an engineer in 2021."
+ZH = "王雨欣出生在成都，现在就职于蓝海科技。"
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,8 @@ def test_schema_text_in_both_forms_and_located_errors():
 
 
 @pytest.mark.parametrize("language, text, expected", [
-    ("en", EN, {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}),
-    ("zh", ZH, {"人物": ["周杰"], "地点": ["成都"], "组织机构": ["阿里巴巴"]}),
+    ("en", EN, {"person": ["Sarah Allen"], "organization": ["Meridian Systems"]}),
+    ("zh", ZH, {"人物": ["王雨欣"], "地点": ["成都"], "组织机构": ["蓝海科技"]}),
 ])
 def test_the_tiny_base_extracts_entities_with_offsets(tiny_engine, language, text, expected):
     result = extract(text, "NER", tiny_base_schema_text("NER", language), tiny_engine, language=language)
@@ -78,7 +79,7 @@ def test_the_tiny_base_extracts_entities_with_offsets(tiny_engine, language, tex
 def test_several_texts_in_one_call_keep_their_order(tiny_engine):
     results = extract([ZH, EN], "NER", tiny_base_schema_text("NER", "zh"), tiny_engine, language="zh")
     assert [r.text for r in results] == [ZH, EN]
-    assert found(results[0]) == {"人物": ["周杰"], "地点": ["成都"], "组织机构": ["阿里巴巴"]}
+    assert found(results[0]) == {"人物": ["王雨欣"], "地点": ["成都"], "组织机构": ["蓝海科技"]}
 
 
 def test_an_adapter_is_loaded_onto_its_base(tiny_engine, tmp_path):
@@ -128,7 +129,7 @@ def test_an_openai_compatible_endpoint_extracts_the_same(tiny_engine, monkeypatc
     with FakeOpenAI(TinyBaseAnswerer(tiny_engine)) as server:
         engine = create_engine("ChatGPT", EngineOptions(model_id="tiny-ie-base", base_url=server.url))
         result = extract(EN, "NER", tiny_base_schema_text("NER", "en"), engine)
-    assert found(result) == {"person": ["Maria Garcia"], "organization": ["Deutsche Bank"]}
+    assert found(result) == {"person": ["Sarah Allen"], "organization": ["Meridian Systems"]}
     assert server.bodies[0]["model"] == "tiny-ie-base"
     assert json.loads(server.bodies[0]["messages"][-1]["content"])["input"] == EN
     assert server.auth == ["Bearer sk-test-widgets"] and "sk-test" not in repr(engine)
@@ -140,7 +141,7 @@ def test_the_app_extracts_on_click(tiny_engine):
     assert json.loads(app.schema.value.splitlines()[0]) == ["人物", "地点", "组织机构"]
     app.button.click()
     assert "done" in app.status.value
-    assert '>阿里巴巴</mark><span class="dk-label"' in app.result.value and "&quot;周杰&quot;" in app.raw.value
+    assert '>蓝海科技</mark><span class="dk-label"' in app.result.value and "&quot;王雨欣&quot;" in app.raw.value
     app.task.value = "RE"
     assert json.loads(app.schema.value.splitlines()[1]) == ["就职于", "出生地", "位于", "创始人"]  # the base's relations
 
@@ -149,7 +150,7 @@ def test_the_app_builds_its_engine_from_the_form_and_reports_errors():
     pytest.importorskip("ipywidgets")
     app = extractor_app(text=EN)
     assert app.model.value == str(tiny_base_path()) and app.kind.value == "local model"
-    assert app.run() is not None and ">Maria Garcia</mark>" in app.result.value
+    assert app.run() is not None and ">Sarah Allen</mark>" in app.result.value
     assert app.engine_for_form() is app.engine_for_form()  # built once, reused
     app.text.value = ""
     assert app.run() is None and "ValueError" in app.status.value and "empty" in app.status.value

@@ -28,7 +28,7 @@ def record(width: int, height: int) -> list[tuple[str, bytes]]:
     frames: list[tuple[str, bytes]] = []
     with tempfile.TemporaryDirectory(prefix="deepke-demo-") as folder:
         with jupyter_lab(Path(folder)) as lab:
-            run_app(lab, copy_notebook(Path(folder)), DEMO_SENTENCE, expect="David Lee", viewport=(width, height),
+            run_app(lab, copy_notebook(Path(folder)), DEMO_SENTENCE, expect="Sarah Allen", viewport=(width, height),
                     type_delay_ms=25, snap=lambda step, page: frames.append((step, page.screenshot())))
     return frames
 
