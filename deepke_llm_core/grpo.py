@@ -25,7 +25,6 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from .rewards import REWARD_FUNCTIONS, RewardWeights
@@ -134,7 +133,7 @@ def finetune_grpo(model_args: Any, data_args: Any, method: Any, train_args: Any,
     """
     from .checkpoints import check_output_dir, last_complete_checkpoint, run_fingerprint
     from .engines.local import stop_token_ids
-    from .train import (_check_arguments, load_seeded_model, load_training_records, peft_config,
+    from .train import (_check_arguments, load_seeded_model, load_training_records, peft_config, save_run,
                         warn_if_template_markers_unknown)
 
     from .io import check_input_file
@@ -191,9 +190,5 @@ def finetune_grpo(model_args: Any, data_args: Any, method: Any, train_args: Any,
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     if "ref" in getattr(unwrapped, "peft_config", {}):  # TRL's frozen KL reference, not part of the result
         unwrapped.delete_adapter("ref")
-    trainer.save_model(train_args.output_dir)
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(train_args.output_dir)
-        with open(Path(train_args.output_dir) / "training_history.json", "w", encoding="utf-8") as handle:
-            json.dump(trainer.state.log_history, handle, indent=2)
+    save_run(trainer, tokenizer, train_args.output_dir)
     return metrics

@@ -386,12 +386,18 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, method: Finet
         metrics.update(trainer.evaluate())
     if attention_before is not None:
         restore_attention(model, attention_before)
-    trainer.save_model(train_args.output_dir)
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(train_args.output_dir)
-        with open(Path(train_args.output_dir) / "training_history.json", "w", encoding="utf-8") as handle:
-            json.dump(trainer.state.log_history, handle, indent=2)
+    save_run(trainer, tokenizer, train_args.output_dir)
     return metrics
+
+
+def save_run(trainer: Any, tokenizer: Any, output_dir: str) -> None:
+    """What every fine-tuning stage leaves in its output folder: the model or adapter, the tokenizer beside it and
+    the trainer's log history (``training_history.json``, which ``viz`` plots); files from rank 0 only."""
+    trainer.save_model(output_dir)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(output_dir)
+        with open(Path(output_dir) / "training_history.json", "w", encoding="utf-8") as handle:
+            json.dump(trainer.state.log_history, handle, indent=2)
 
 
 def run_finetune(*settings: Any) -> dict[str, Any]:
